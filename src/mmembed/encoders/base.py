@@ -1,0 +1,143 @@
+"""The Encoder protocol every backend implements.
+
+Backends implement one method, :meth:`Encoder._encode_batch`, on already-coerced items whose images are
+decoded. Everything users touch -- coercion, task instructions, batching, progress bars, decoding errors
+that name the input, L2 normalisation, float32 numpy output -- lives here once, so every backend behaves the
+same (the sentence-transformers ``encode`` experience).
+"""
+
+from __future__ import annotations
+
+import sys
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from ..images import DEFAULT_POLICY, ImagePolicy
+from ..inputs import Interleaved, coerce_many, load_all
+from ..instructions import resolve_instruction
+
+
+def _progress(total: int, show: bool | None, desc: str, batch_size: int):  # type: ignore[no-untyped-def]
+    from tqdm.auto import tqdm
+
+    if show is None:
+        show = total > batch_size and sys.stderr.isatty()
+    return tqdm(total=total, desc=desc, unit="item", disable=not show, leave=False)
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.maximum(norms, 1e-12)
+
+
+class Encoder(ABC):
+    """Embeds interleaved image-text inputs as queries (with a task instruction) or documents (without).
+
+    Attributes:
+        name: a stable identifier recorded on Chroma collections (a different name = a different space).
+        dim: the embedding dimension.
+        image_policy: how images are loaded (remote URLs off by default; see :class:`ImagePolicy`).
+    """
+
+    name: str = "encoder"
+    dim: int = 0
+    image_policy: ImagePolicy = DEFAULT_POLICY
+
+    # ---- public API --------------------------------------------------------------------------------
+    def encode_queries(
+        self,
+        inputs: Iterable[Any] | Any,
+        *,
+        task: str | None = None,
+        instruction: str | None = None,
+        batch_size: int = 32,
+        show_progress: bool | None = None,
+    ) -> np.ndarray:
+        """Embed queries. ``task`` names a registered task (``mmembed tasks``); ``instruction`` is free text
+        and wins over ``task``. Returns L2-normalised float32 ``(n, dim)``."""
+        instr = resolve_instruction(task, instruction)
+        return self._encode(inputs, instruction=instr, is_query=True, batch_size=batch_size,
+                            show_progress=show_progress, what="query")
+
+    def encode_documents(
+        self,
+        inputs: Iterable[Any] | Any,
+        *,
+        batch_size: int = 32,
+        show_progress: bool | None = None,
+    ) -> np.ndarray:
+        """Embed documents (never with an instruction). Returns L2-normalised float32 ``(n, dim)``."""
+        return self._encode(inputs, instruction=None, is_query=False, batch_size=batch_size,
+                            show_progress=show_progress, what="document")
+
+    def info(self) -> dict[str, Any]:
+        """What a store records about the encoder to refuse a mismatched one later."""
+        return {"encoder": self.name, "dim": int(self.dim)}
+
+    # ---- backend hook -------------------------------------------------------------------------------
+    @abstractmethod
+    def _encode_batch(self, items: Sequence[Interleaved], *, instruction: str | None, is_query: bool) -> Any:
+        """Return an ``(len(items), dim)`` array or tensor (normalisation is done by the caller).
+
+        Images in ``items`` are already decoded: use ``part.image`` (RGB PIL image).
+        """
+
+    # ---- shared machinery ---------------------------------------------------------------------------
+    def _encode(
+        self,
+        inputs: Iterable[Any] | Any,
+        *,
+        instruction: str | None,
+        is_query: bool,
+        batch_size: int,
+        show_progress: bool | None,
+        what: str,
+    ) -> np.ndarray:
+        if batch_size < 1:
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        items = coerce_many(inputs, what=what)
+        out = np.zeros((len(items), self.dim), dtype=np.float32)
+        if not items:
+            return out
+        with _progress(len(items), show_progress, f"encoding {what}s", batch_size) as bar:
+            for start in range(0, len(items), batch_size):
+                batch = items[start : start + batch_size]
+                preloaded = [[p.is_loaded for p in it.images] for it in batch]
+                try:
+                    load_all(batch, self.image_policy, what=what, offset=start)
+                    vecs = self._encode_batch(batch, instruction=instruction, is_query=is_query)
+                finally:
+                    # free decoded pixels we loaded ourselves; keep what the caller had loaded
+                    for it, flags in zip(batch, preloaded):
+                        for part, was_loaded in zip(it.images, flags):
+                            if not was_loaded:
+                                part.unload()
+                vecs = _to_numpy(vecs)
+                if vecs.shape != (len(batch), self.dim):
+                    raise RuntimeError(
+                        f"{type(self).__name__} returned shape {vecs.shape}, expected {(len(batch), self.dim)}"
+                    )
+                out[start : start + len(batch)] = vecs
+                bar.update(len(batch))
+        return l2_normalize(out)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, dim={self.dim})"
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().float().cpu().numpy()
+    return np.asarray(x, dtype=np.float32)
+
+
+def image_policy_from_kwargs(kwargs: dict[str, Any]) -> ImagePolicy:
+    """Pop ``image_policy`` / ``allow_remote`` / ``allow_private_addresses`` from backend kwargs."""
+    policy = kwargs.pop("image_policy", None) or DEFAULT_POLICY
+    changes = {k: kwargs.pop(k) for k in ("allow_remote", "allow_private_addresses") if k in kwargs}
+    return policy.with_(**changes) if changes else policy

@@ -1,0 +1,116 @@
+"""``load_encoder``: a registry of named models plus detection of local model directories.
+
+Like ``open_clip.create_model_and_transforms`` / ``SentenceTransformer(name)``: give a registry name or a
+path. Backends are imported only when used, so ``import mmembed`` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..errors import ModelLoadError
+from .base import Encoder
+
+# name -> "module:function"; the function takes (name_or_path, **kwargs) and returns an Encoder.
+_NAMED: dict[str, str] = {
+    "default": "mmembed.encoders.mini:load_default",
+    "mmembed-mini": "mmembed.encoders.mini:load_default",
+    "nvidia/MM-Embed": "mmembed.encoders.mmembed_llava:load_from_hub_cache",
+}
+
+# backend key -> "module:function" taking (path, **kwargs). Keys are what `detect_backend` returns.
+_BACKENDS: dict[str, str] = {
+    "mini": "mmembed.encoders.mini:load_mini",
+    "hf-clip": "mmembed.encoders.clip:load_hf_clip",
+    "open_clip": "mmembed.encoders.clip:load_open_clip",
+    "mm-embed": "mmembed.encoders.mmembed_llava:load_mmembed",
+}
+
+
+def register_encoder(name: str, target: str | Callable[..., Encoder]) -> None:
+    """Register a named encoder: ``target`` is a callable or a ``"module:function"`` string."""
+    _NAMED[name] = target  # type: ignore[assignment]
+
+
+def register_backend(key: str, target: str | Callable[..., Encoder]) -> None:
+    _BACKENDS[key] = target  # type: ignore[assignment]
+
+
+def available_encoders() -> list[str]:
+    return sorted(_NAMED)
+
+
+def _resolve(target: str | Callable[..., Encoder]) -> Callable[..., Encoder]:
+    if callable(target):
+        return target
+    module, _, func = target.partition(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def detect_backend(path: Path) -> str:
+    """Which backend can load the model directory ``path`` (by the files it holds)."""
+    if path.is_file():
+        raise ModelLoadError(
+            f"{path} is a file; give the model directory (an open_clip model needs open_clip_config.json "
+            "beside its weights)"
+        )
+    mm_cfg = path / "mmembed_config.json"
+    if mm_cfg.is_file():
+        backend = json.loads(mm_cfg.read_text()).get("backend")
+        if backend not in _BACKENDS:
+            raise ModelLoadError(f"{mm_cfg} names unknown backend {backend!r}; known: {sorted(_BACKENDS)}")
+        return backend
+    if (path / "open_clip_config.json").is_file():
+        return "open_clip"
+    cfg_file = path / "config.json"
+    if cfg_file.is_file():
+        try:
+            cfg = json.loads(cfg_file.read_text())
+        except json.JSONDecodeError as exc:
+            raise ModelLoadError(f"{cfg_file} is not valid JSON: {exc}") from exc
+        archs = cfg.get("architectures") or []
+        model_type = cfg.get("model_type", "")
+        if "NVMMEmbedModel" in archs or model_type in ("nvmmembed", "NVMMEmbed"):
+            return "mm-embed"
+        if model_type in ("clip", "siglip", "siglip2"):
+            return "hf-clip"
+        raise ModelLoadError(
+            f"{path}: config.json has model_type {model_type!r} / architectures {archs}, which mmembed cannot "
+            "load as an encoder (supported: MM-Embed, CLIP, SigLIP, open_clip, mmembed-mini)"
+        )
+    raise ModelLoadError(
+        f"{path} holds no model mmembed recognises (looked for mmembed_config.json, open_clip_config.json, "
+        "config.json)"
+    )
+
+
+def load_encoder(
+    name: str | os.PathLike[str] = "default",
+    *,
+    device: str | None = None,
+    dtype: str | None = None,
+    **kwargs: Any,
+) -> Encoder:
+    """Load an encoder by registry name (``default``, ``mmembed-mini``, ``nvidia/MM-Embed``) or local path.
+
+    ``device`` ``None`` picks CUDA/MPS when present, else CPU; ``dtype`` ``None`` picks half precision on
+    accelerators and float32 on CPU. Extra keyword arguments go to the backend (for example
+    ``allow_remote=True`` to let it fetch http(s) images). Nothing is ever downloaded.
+    """
+    key = os.fspath(name)
+    if key in _NAMED:
+        return _resolve(_NAMED[key])(key, device=device, dtype=dtype, **kwargs)
+    path = Path(key).expanduser()
+    if path.exists():
+        backend = detect_backend(path)
+        return _resolve(_BACKENDS[backend])(path, device=device, dtype=dtype, **kwargs)
+    raise ModelLoadError(
+        f"unknown encoder {key!r}: not a registered name ({', '.join(available_encoders())}) and no such "
+        "directory. mmembed never downloads weights: download once where the hub is reachable, then pass "
+        "the local directory."
+    )
