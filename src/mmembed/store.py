@@ -1,0 +1,383 @@
+"""A Chroma collection of interleaved image-text documents.
+
+Embedded by default (``chromadb.PersistentClient``: a directory on disk), a Chroma server (``chroma run``)
+when given ``host``/``port`` or ``url``. Records are what Chroma users expect: ``documents`` hold the text
+parts, ``uris`` the first image location (all of them in metadata ``mmembed:image_uris``), metadata is flat
+and sanitised, ids are content hashes unless given. The collection records the encoder's name and dimension,
+so opening it with another encoder is refused instead of silently mixing vector spaces.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import urllib.parse
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from .encoders.base import Encoder
+from .errors import EncoderMismatchError, ImageLoadError, InputError, MMEmbedError, describe
+from .images import ImagePolicy
+from .inputs import Interleaved, coerce
+from .metadata import RESERVED_PREFIX, sanitize_metadata, user_metadata
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PATH = "mmembed_db"
+DEFAULT_COLLECTION = "mmembed"
+OnError = Literal["raise", "skip"]
+
+_K_ENCODER = "mmembed:encoder"
+_K_DIM = "mmembed:dim"
+_K_HASH = "mmembed:hash"
+_K_MODALITY = "mmembed:modality"
+_K_URIS = "mmembed:image_uris"
+
+
+@dataclass
+class Hit:
+    """One search result. ``score`` is cosine similarity (higher is better)."""
+
+    id: str
+    score: float
+    document: str | None
+    uris: list[str]
+    metadata: dict[str, Any]
+    modality: str | None = None
+    rerank_score: float | None = None
+
+    def as_input(self) -> Interleaved | None:
+        """The stored item as an input (images by their stored locations, then the text)."""
+        parts: list[Any] = [{"type": "image", "image": u} for u in self.uris]
+        if self.document:
+            parts.append(self.document)
+        return coerce(parts) if parts else None
+
+
+@dataclass
+class Skipped:
+    index: int
+    id: str | None
+    reason: str
+
+
+@dataclass
+class AddResult:
+    """What :meth:`Store.add` did: ids written, ids already stored with the same content, inputs skipped."""
+
+    added: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return f"{len(self.added)} added, {len(self.unchanged)} already indexed, {len(self.skipped)} skipped"
+
+    def merge(self, other: "AddResult") -> "AddResult":
+        self.added += other.added
+        self.unchanged += other.unchanged
+        self.skipped += other.skipped
+        return self
+
+
+def _client(path: str | os.PathLike[str] | None, host: str | None, port: int | None, url: str | None,
+            ssl: bool = False, headers: Mapping[str, str] | None = None):  # type: ignore[no-untyped-def]
+    import chromadb
+    from chromadb.config import Settings
+
+    settings = Settings(anonymized_telemetry=False)
+    if url is not None:
+        parsed = urllib.parse.urlsplit(url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise InputError(f"Chroma server URL must be http(s)://host:port, got {url!r}")
+        host, port, ssl = parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 8000), \
+            parsed.scheme == "https"
+    if host is not None:
+        return chromadb.HttpClient(host=host, port=port or 8000, ssl=ssl, headers=dict(headers or {}),
+                                   settings=settings)
+    target = Path(path if path is not None else os.environ.get("MMEMBED_DB", DEFAULT_PATH)).expanduser()
+    target.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(target), settings=settings)
+
+
+class Store:
+    """Interleaved documents in a Chroma collection, embedded by an mmembed :class:`Encoder`.
+
+    Args:
+        path: directory of the embedded database (default ``$MMEMBED_DB`` or ``./mmembed_db``).
+        encoder: an Encoder, or a name/path for :func:`mmembed.load_encoder` (loaded on first use).
+        collection: collection name (3-512 characters: letters, digits, ``.``, ``_``, ``-``).
+        host, port, url: use a Chroma server (``chroma run --path DIR --port 8000``) instead of a directory.
+        client: an existing chromadb client (wins over path/host).
+        image_policy: how document/query images are loaded (remote fetching is off by default).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        encoder: Encoder | str | os.PathLike[str] = "default",
+        collection: str = DEFAULT_COLLECTION,
+        host: str | None = None,
+        port: int | None = None,
+        url: str | None = None,
+        client: Any = None,
+        image_policy: ImagePolicy | None = None,
+    ) -> None:
+        self._client = client if client is not None else _client(path, host, port, url)
+        self._encoder_spec = encoder
+        self._encoder: Encoder | None = encoder if isinstance(encoder, Encoder) else None
+        self.collection_name = collection
+        self._image_policy = image_policy
+        self._collection: Any = None
+
+    # ---- encoder and collection ----------------------------------------------------------------------
+    @property
+    def encoder(self) -> Encoder:
+        if self._encoder is None:
+            from .encoders.registry import load_encoder
+
+            self._encoder = load_encoder(self._encoder_spec)  # type: ignore[arg-type]
+        return self._encoder
+
+    @property
+    def image_policy(self) -> ImagePolicy:
+        return self._image_policy or self.encoder.image_policy
+
+    @property
+    def collection(self) -> Any:
+        if self._collection is None:
+            self._collection = self._open_collection()
+        return self._collection
+
+    def _open_collection(self) -> Any:
+        info = self.encoder.info()
+        try:
+            col = self._client.get_or_create_collection(
+                self.collection_name,
+                metadata={"hnsw:space": "cosine", _K_ENCODER: info["encoder"], _K_DIM: info["dim"]},
+                embedding_function=None,
+            )
+        except MMEmbedError:
+            raise
+        except Exception as exc:  # chroma raises ValueError/InvalidArgumentError for bad names
+            raise InputError(f"cannot open collection {self.collection_name!r}: {exc}") from exc
+        meta = col.metadata or {}
+        stored_name, stored_dim = meta.get(_K_ENCODER), meta.get(_K_DIM)
+        if stored_name is None:
+            raise EncoderMismatchError(
+                f"collection {self.collection_name!r} was not created by mmembed (no encoder recorded); "
+                "use another collection name"
+            )
+        if stored_name != info["encoder"] or int(stored_dim) != int(info["dim"]):
+            raise EncoderMismatchError(
+                f"collection {self.collection_name!r} was built with encoder {stored_name!r} (dim {stored_dim}), "
+                f"but this store uses {info['encoder']!r} (dim {info['dim']}). Vectors from different encoders "
+                "are not comparable: open it with the same encoder, or use another collection name."
+            )
+        return col
+
+    # ---- writing -------------------------------------------------------------------------------------
+    def add(
+        self,
+        items: Iterable[Any],
+        *,
+        ids: Sequence[str] | None = None,
+        metadatas: Sequence[Mapping[str, Any] | None] | None = None,
+        on_error: OnError = "raise",
+        batch_size: int = 32,
+        show_progress: bool | None = None,
+    ) -> AddResult:
+        """Embed and upsert documents. Idempotent: content already stored under the same id is not re-embedded.
+
+        ``on_error="raise"`` (default) stops at the first bad input with an error naming it, before anything of
+        its chunk is written; ``"skip"`` leaves bad inputs out and lists them in ``AddResult.skipped``.
+        """
+        if on_error not in ("raise", "skip"):
+            raise InputError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        items = list(items)
+        if ids is not None:
+            ids = list(ids)
+            if len(ids) != len(items):
+                raise InputError(f"got {len(ids)} ids for {len(items)} items")
+        if metadatas is not None:
+            metadatas = list(metadatas)
+            if len(metadatas) != len(items):
+                raise InputError(f"got {len(metadatas)} metadatas for {len(items)} items")
+        result = AddResult()
+        chunk = max(batch_size, 1) * 4
+        from tqdm.auto import tqdm
+        import sys
+
+        show = show_progress if show_progress is not None else (len(items) > chunk and sys.stderr.isatty())
+        with tqdm(total=len(items), desc="indexing", unit="doc", disable=not show) as bar:
+            for start in range(0, len(items), chunk):
+                stop = min(start + chunk, len(items))
+                result.merge(self._add_chunk(
+                    items[start:stop], start,
+                    ids[start:stop] if ids is not None else None,
+                    metadatas[start:stop] if metadatas is not None else None,
+                    on_error, batch_size,
+                ))
+                bar.update(stop - start)
+        return result
+
+    def _prepare(self, value: Any, index: int, given_id: Any, meta: Any) -> tuple[str, Interleaved, dict[str, Any]]:
+        where = f"document #{index}" + (f" (id {given_id!r})" if given_id is not None else "")
+        if given_id is not None and (not isinstance(given_id, str) or not given_id.strip()):
+            raise InputError(f"{where}: ids must be non-empty strings, got {describe(given_id)}")
+        item = coerce(value, where=where)
+        policy = self.image_policy
+        for part in item.images:
+            try:
+                part.load(policy)
+            except ImageLoadError as exc:
+                raise ImageLoadError(f"{where}: {exc}") from exc
+        digest = item.content_hash(policy)
+        record_meta = sanitize_metadata(meta, where=f"{where} metadata") or {}
+        record_meta[_K_HASH] = digest
+        record_meta[_K_MODALITY] = item.modality
+        if item.image_uris:
+            record_meta[_K_URIS] = item.image_uris
+        return (given_id if given_id is not None else digest), item, record_meta
+
+    def _add_chunk(self, items: list[Any], offset: int, ids: list[Any] | None, metas: list[Any] | None,
+                   on_error: OnError, batch_size: int) -> AddResult:
+        result = AddResult()
+        prepared: dict[str, tuple[int, Interleaved, dict[str, Any]]] = {}
+        for j, value in enumerate(items):
+            index = offset + j
+            given = ids[j] if ids is not None else None
+            try:
+                rid, item, meta = self._prepare(value, index, given, metas[j] if metas is not None else None)
+                if rid in prepared and prepared[rid][2][_K_HASH] != meta[_K_HASH]:
+                    raise InputError(f"document #{index}: duplicate id {rid!r} with different content in one call")
+            except InputError as exc:
+                if on_error == "raise":
+                    raise
+                logger.warning("skipping %s", exc)
+                result.skipped.append(Skipped(index, given if isinstance(given, str) else None, str(exc)))
+                continue
+            if rid in prepared:
+                result.unchanged.append(rid)  # same content twice in one call
+                continue
+            prepared[rid] = (index, item, meta)
+        if not prepared:
+            return result
+        # embedding cache: records already stored with the same content hash are not re-embedded
+        existing = self.collection.get(ids=list(prepared), include=["metadatas"])
+        for rid, meta in zip(existing["ids"], existing["metadatas"] or []):
+            if meta and meta.get(_K_HASH) == prepared[rid][2][_K_HASH]:
+                result.unchanged.append(rid)
+                del prepared[rid]
+        if not prepared:
+            return result
+        rids = list(prepared)
+        docs = [prepared[r][1] for r in rids]
+        vectors = self.encoder.encode_documents(docs, batch_size=batch_size, show_progress=False)
+        self.collection.upsert(
+            ids=rids,
+            embeddings=vectors,
+            documents=[d.text or None for d in docs],
+            uris=[(d.image_uris[0] if d.image_uris else None) for d in docs],
+            metadatas=[prepared[r][2] for r in rids],
+        )
+        for d in docs:  # free decoded pixels
+            for p in d.images:
+                p.unload()
+        result.added.extend(rids)
+        return result
+
+    def add_vectors(
+        self,
+        ids: Sequence[str],
+        embeddings: Any,
+        *,
+        documents: Sequence[str | None] | None = None,
+        uris: Sequence[str | None] | None = None,
+        metadatas: Sequence[Mapping[str, Any] | None] | None = None,
+    ) -> None:
+        """Upsert precomputed embeddings (checked for shape, finiteness and dimension first)."""
+        ids = list(ids)
+        for i, rid in enumerate(ids):
+            if not isinstance(rid, str) or not rid.strip():
+                raise InputError(f"id #{i} must be a non-empty string, got {describe(rid)}")
+        vecs = np.asarray(embeddings, dtype=np.float32)
+        dim = self.encoder.dim
+        if vecs.ndim != 2 or vecs.shape[0] != len(ids) or vecs.shape[1] != dim:
+            raise InputError(
+                f"embeddings have shape {vecs.shape}, expected ({len(ids)}, {dim}) for encoder {self.encoder.name!r}"
+            )
+        if not np.isfinite(vecs).all():
+            raise InputError("embeddings contain NaN or infinite values")
+        metas = [sanitize_metadata(m, where=f"metadata #{i}") for i, m in enumerate(metadatas or [None] * len(ids))]
+        self.collection.upsert(ids=ids, embeddings=vecs, documents=list(documents) if documents else None,
+                               uris=list(uris) if uris else None, metadatas=metas if any(metas) else None)
+
+    def delete(self, ids: Sequence[str] | None = None, *, where: Mapping[str, Any] | None = None) -> None:
+        if ids is None and where is None:
+            raise InputError("delete needs ids or a where filter (refusing to delete everything implicitly)")
+        self.collection.delete(ids=list(ids) if ids is not None else None, where=where)
+
+    # ---- reading -------------------------------------------------------------------------------------
+    def count(self) -> int:
+        return int(self.collection.count())
+
+    __len__ = count
+
+    def ids(self) -> list[str]:
+        return list(self.collection.get(include=[])["ids"])
+
+    def get(self, ids: Sequence[str]) -> list[Hit]:
+        res = self.collection.get(ids=list(ids), include=["documents", "uris", "metadatas"])
+        return [self._hit(rid, None, doc, uri, meta) for rid, doc, uri, meta in
+                zip(res["ids"], res["documents"], res["uris"], res["metadatas"])]
+
+    def query(
+        self,
+        query: Any,
+        *,
+        k: int = 10,
+        task: str | None = None,
+        instruction: str | None = None,
+        where: Mapping[str, Any] | None = None,
+    ) -> list[Hit]:
+        """Embed ``query`` (text, image or interleaved) with the task instruction and return the top ``k``."""
+        vec = self.encoder.encode_queries([query], task=task, instruction=instruction)[0]
+        return self.query_vector(vec, k=k, where=where)
+
+    def query_vector(self, vector: Any, *, k: int = 10, where: Mapping[str, Any] | None = None) -> list[Hit]:
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise InputError(f"k must be a positive integer, got {describe(k)}")
+        vec = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if vec.shape[0] != self.encoder.dim:
+            raise InputError(f"query vector has dimension {vec.shape[0]}, expected {self.encoder.dim}")
+        n = self.count()
+        if n == 0:
+            return []
+        res = self.collection.query(
+            query_embeddings=[vec], n_results=min(k, n), where=dict(where) if where else None,
+            include=["documents", "uris", "metadatas", "distances"],
+        )
+        return [
+            self._hit(rid, 1.0 - float(dist), doc, uri, meta)
+            for rid, dist, doc, uri, meta in zip(
+                res["ids"][0], res["distances"][0], res["documents"][0], res["uris"][0], res["metadatas"][0]
+            )
+        ]
+
+    @staticmethod
+    def _hit(rid: str, score: float | None, doc: str | None, uri: str | None, meta: Mapping[str, Any] | None) -> Hit:
+        meta = dict(meta or {})
+        uris = list(meta.get(_K_URIS) or ([uri] if uri else []))
+        return Hit(id=rid, score=float(score) if score is not None else float("nan"), document=doc, uris=uris,
+                   metadata=user_metadata(meta), modality=meta.get(_K_MODALITY))
+
+    def __repr__(self) -> str:
+        return f"Store(collection={self.collection_name!r}, encoder={self._encoder_spec!r})"
+
+
+__all__ = ["AddResult", "Hit", "RESERVED_PREFIX", "Skipped", "Store"]
