@@ -1,0 +1,194 @@
+"""The ``mmembed`` command line: index a folder, search it, list task instructions (and eval/train).
+
+Every command works on the embedded store by default (``--db``, a directory) or on a Chroma server
+(``--url http://host:port`` or ``--host``/``--port``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(
+    name="mmembed",
+    help="Universal multimodal retrieval: index images and text, search with text, images or both, "
+    "steered by a task instruction.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+DbOpt = Annotated[Path, typer.Option("--db", help="Embedded database directory.", envvar="MMEMBED_DB")]
+CollectionOpt = Annotated[str, typer.Option("--collection", "-c", help="Collection name.")]
+UrlOpt = Annotated[Optional[str], typer.Option("--url", help="Chroma server URL, e.g. http://127.0.0.1:8000.")]
+HostOpt = Annotated[Optional[str], typer.Option("--host", help="Chroma server host (instead of --db).")]
+PortOpt = Annotated[int, typer.Option("--port", help="Chroma server port.")]
+EncoderOpt = Annotated[str, typer.Option("--encoder", "-e", help="Encoder name or model directory.")]
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=2)
+
+
+def open_store(db: Path, collection: str, url: str | None, host: str | None, port: int, encoder: str,
+               **kwargs: object):  # type: ignore[no-untyped-def]
+    from .store import Store
+
+    if url or host:
+        return Store(encoder=encoder, collection=collection, url=url, host=host, port=port, **kwargs)  # type: ignore[arg-type]
+    return Store(db, encoder=encoder, collection=collection, **kwargs)  # type: ignore[arg-type]
+
+
+@app.command()
+def index(
+    path: Annotated[Path, typer.Argument(help="A folder of images (captions in sidecar .txt files) or a .jsonl/.csv manifest.")],
+    db: DbOpt = Path("mmembed_db"),
+    collection: CollectionOpt = "mmembed",
+    url: UrlOpt = None,
+    host: HostOpt = None,
+    port: PortOpt = 8000,
+    encoder: EncoderOpt = "default",
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 32,
+    strict: Annotated[bool, typer.Option("--strict", help="Stop at the first unreadable input instead of skipping it.")] = False,
+    recursive: Annotated[bool, typer.Option("--recursive/--no-recursive")] = True,
+) -> None:
+    """Index a folder or manifest. Re-running is cheap: content already indexed is not embedded again."""
+    from .errors import MMEmbedError
+    from .sources import read_source
+
+    try:
+        docs = read_source(path, recursive=recursive)
+        if not docs:
+            _fail(f"no images or rows found in {path}")
+        store = open_store(db, collection, url, host, port, encoder)
+        from .store import AddResult
+
+        total = AddResult()
+        chunk = batch_size * 4
+        from tqdm.auto import tqdm
+
+        with tqdm(total=len(docs), desc="indexing", unit="doc", disable=None) as bar:
+            for start in range(0, len(docs), chunk):
+                part = docs[start : start + chunk]
+                res = store.add([d.item for d in part], ids=[d.id for d in part] if any(d.id for d in part) else None,
+                                metadatas=[d.metadata for d in part], on_error="raise" if strict else "skip",
+                                batch_size=batch_size, show_progress=False)
+                for s in res.skipped:
+                    s.index += start
+                total.merge(res)
+                bar.update(len(part))
+    except MMEmbedError as exc:
+        _fail(str(exc))
+        return
+    typer.echo(f"{total.summary()}; collection {collection!r} now holds {store.count()} documents")
+    for s in total.skipped:
+        typer.secho(f"  skipped {docs[s.index].origin}: {s.reason}", fg=typer.colors.YELLOW, err=True)
+
+
+@app.command()
+def search(
+    query: Annotated[Optional[str], typer.Argument(help="Query text (optional when --image is given).")] = None,
+    image: Annotated[Optional[list[str]], typer.Option("--image", "-i", help="Query image path (repeatable).")] = None,
+    k: Annotated[int, typer.Option("-k", "--top-k", min=1, help="Number of results.")] = 10,
+    task: Annotated[Optional[str], typer.Option("--task", "-t", help="Task name from `mmembed tasks`.")] = None,
+    instruction: Annotated[Optional[str], typer.Option("--instruction", help="Free-text task instruction.")] = None,
+    rerank: Annotated[Optional[str], typer.Option("--rerank", help="Rerank with 'default' or a reranker path.")] = None,
+    fetch_k: Annotated[Optional[int], typer.Option("--fetch-k", min=1, help="Candidates fetched before reranking.")] = None,
+    db: DbOpt = Path("mmembed_db"),
+    collection: CollectionOpt = "mmembed",
+    url: UrlOpt = None,
+    host: HostOpt = None,
+    port: PortOpt = 8000,
+    encoder: EncoderOpt = "default",
+    as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
+) -> None:
+    """Search with text, an image, or both (image first, then text)."""
+    from .errors import MMEmbedError
+
+    parts: list[object] = [{"type": "image", "image": p} for p in (image or [])]
+    if query:
+        parts.append(query)
+    if not parts:
+        _fail("give a query text, --image, or both")
+    try:
+        store = open_store(db, collection, url, host, port, encoder)
+        if not store.count():
+            _fail(f"collection {collection!r} is empty: run `mmembed index PATH` first")
+        from .pipeline import retrieve
+
+        hits = retrieve(store, parts, k=k, fetch_k=fetch_k, task=task, instruction=instruction, reranker=rerank)
+    except MMEmbedError as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        typer.echo(json.dumps([{"id": h.id, "score": h.score, "rerank_score": h.rerank_score,
+                                "document": h.document, "uris": h.uris, "metadata": h.metadata} for h in hits],
+                              indent=2))
+        return
+    for rank, h in enumerate(hits, start=1):
+        score = f"{h.score:.3f}" + (f" rerank {h.rerank_score:.3f}" if h.rerank_score is not None else "")
+        where = h.uris[0] if h.uris else h.id[:12]
+        text = (h.document or "").replace("\n", " ")
+        typer.echo(f"{rank:>3}. {score}  {where}  {text[:80]}")
+
+
+@app.command()
+def tasks(
+    generic: Annotated[bool, typer.Option("--generic", help="Only the generic tasks (hide M-BEIR ones).")] = False,
+) -> None:
+    """List the task names usable with --task and their instructions."""
+    from .instructions import list_tasks
+
+    for t in list_tasks():
+        if generic and t.dataset:
+            continue
+        typer.echo(f"{t.name:<42} {t.instruction}")
+
+
+@app.command()
+def info(
+    db: DbOpt = Path("mmembed_db"),
+    collection: CollectionOpt = "mmembed",
+    url: UrlOpt = None,
+    host: HostOpt = None,
+    port: PortOpt = 8000,
+    encoder: EncoderOpt = "default",
+) -> None:
+    """Show the encoder and the collection's size."""
+    from .errors import MMEmbedError
+
+    try:
+        store = open_store(db, collection, url, host, port, encoder)
+        typer.echo(json.dumps({"encoder": store.encoder.info(), "collection": collection, "count": store.count()}))
+    except MMEmbedError as exc:
+        _fail(str(exc))
+
+
+def _register_optional_commands() -> None:
+    """Commands that live beside their subsystems (eval, train) register themselves here."""
+    import importlib
+
+    for module in ("mmembed.eval.cli", "mmembed.train.cli"):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if not (exc.name and module.startswith(exc.name)):
+                raise
+            continue
+        mod.register(app)
+
+
+_register_optional_commands()
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
