@@ -87,6 +87,12 @@ class Encoder(ABC):
         Images in ``items`` are already decoded: use ``part.image`` (RGB PIL image).
         """
 
+    def _length_key(self, item: Interleaved) -> int | None:
+        """Optional cost of an item (e.g. its token count). When a backend returns numbers, ``_encode``
+        batches items of similar cost together, longest first (less padding), and returns vectors in input
+        order. ``None`` (the default) keeps the input order."""
+        return None
+
     # ---- shared machinery ---------------------------------------------------------------------------
     def _encode(
         self,
@@ -104,12 +110,18 @@ class Encoder(ABC):
         out = np.zeros((len(items), self.dim), dtype=np.float32)
         if not items:
             return out
+        keys = [self._length_key(it) for it in items]
+        order = list(range(len(items)))
+        if all(k is not None for k in keys):
+            order.sort(key=lambda i: -keys[i])  # type: ignore[operator]
         with _progress(len(items), show_progress, f"encoding {what}s", batch_size) as bar:
             for start in range(0, len(items), batch_size):
-                batch = items[start : start + batch_size]
+                idx = order[start : start + batch_size]
+                batch = [items[i] for i in idx]
                 preloaded = [[p.is_loaded for p in it.images] for it in batch]
                 try:
-                    load_all(batch, self.image_policy, what=what, offset=start)
+                    for i, it in zip(idx, batch):  # errors name the item by its input position
+                        load_all([it], self.image_policy, what=what, offset=i)
                     vecs = self._encode_batch(batch, instruction=instruction, is_query=is_query)
                 finally:
                     # free decoded pixels we loaded ourselves; keep what the caller had loaded
@@ -122,7 +134,7 @@ class Encoder(ABC):
                     raise RuntimeError(
                         f"{type(self).__name__} returned shape {vecs.shape}, expected {(len(batch), self.dim)}"
                     )
-                out[start : start + len(batch)] = vecs
+                out[idx] = vecs
                 bar.update(len(batch))
         return l2_normalize(out)
 
