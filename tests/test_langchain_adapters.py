@@ -136,6 +136,27 @@ def test_embeddings_bad_inputs_are_clear(toy_encoder: ToyEncoder, tmp_path: Path
     assert emb.embed_documents([]) == []
 
 
+def test_model_directory_is_loaded_once_and_shared(tmp_path: Path) -> None:
+    """``model=`` a directory goes through mmembed.load_encoder (here a freshly initialised mmembed-mini, whose
+    frozen text tower is already a real sentence encoder), and instances with the same settings share it."""
+    import torch
+
+    from mmembed.encoders.mini import MiniEncoder, MiniModel, default_config
+
+    torch.manual_seed(0)
+    model_dir = MiniEncoder(MiniModel(default_config()), device="cpu").save(tmp_path / "mini")
+    emb = MMEmbedEmbeddings(model=str(model_dir), device="cpu", task="question->passage")
+    docs = emb.embed_documents(["The Eiffel tower is in Paris.", "Bananas are rich in potassium."])
+    query = emb.embed_query("Where is the Eiffel tower?")
+    assert len(query) == 384 and float(np.dot(docs[0], query)) > float(np.dot(docs[1], query))
+    assert MMEmbedEmbeddings(model=str(model_dir), device="cpu").client is emb.client
+    r = MMEmbedRetriever(path=str(tmp_path / "db"), model=str(model_dir), device="cpu", k=1)
+    r.add_documents([Document("The Eiffel tower is in Paris.", id="paris"),
+                     Document("Bananas are rich in potassium.", id="banana")])
+    assert r.get_store().encoder is emb.client
+    assert [d.id for d in r.invoke("Which fruit has potassium?", task="question->passage")] == ["banana"]
+
+
 def test_model_name_is_loaded_lazily_and_errors_clearly() -> None:
     emb = MMEmbedEmbeddings(model="no/such/model-dir")  # constructing does not load
     with pytest.raises(Exception, match="unknown encoder 'no/such/model-dir'"):
