@@ -69,6 +69,9 @@ def test_hub_layout_is_detected_and_loads_without_remote_code(ckpt: Path, enc) -
     assert enc.name.startswith("mm-embed:")
     assert enc.model.spec.image_tokens == tiny.IMAGE_TOKENS
     assert not (ckpt / "modeling_nvmmembed.py").exists()  # nothing to trust: the layout has no code
+    # the hub runs NV-Embed-v1's Mistral (RoPE base 10000), whatever text_config says (1e6 here)
+    assert enc.model.spec.text.rope_parameters["rope_theta"] == 10000.0
+    assert all(not layer.self_attn.is_causal for layer in enc.model.language_model.layers)
 
 
 def test_shapes_and_normalisation(enc) -> None:

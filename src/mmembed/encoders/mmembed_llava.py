@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import logging
 import os
 import shutil
 from collections.abc import Iterator, Sequence
@@ -38,13 +37,11 @@ from PIL import Image
 from torch import nn
 
 from ..errors import InputError, ModelLoadError
-from ..inputs import ImagePart, Interleaved, TextPart
+from ..inputs import Interleaved, TextPart
 from ._torch import resolve_device, resolve_dtype
 from .base import Encoder, image_policy_from_kwargs
 from .nvembed_pooling import PUBLISHED_KEYS as _POOLING_KEYS
 from .nvembed_pooling import LatentAttentionPooling
-
-logger = logging.getLogger(__name__)
 
 HUB_NAME = "nvidia/MM-Embed"
 ARCHITECTURE = "NVMMEmbedModel"
@@ -64,9 +61,10 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 
 #: What the hub code takes from the retriever it names in ``config.json`` (``retriever``) instead of from
 #: MM-Embed's own config: it builds its language model and pooling head from NV-Embed-v1's config, whose
-#: Mistral is Mistral-7B-v0.1 (RoPE base 10000) and whose latent attention has 8 heads.
+#: Mistral is Mistral-7B-v0.1 (RoPE base 10000, RMSNorm eps 1e-5) and whose latent attention has 8 heads.
+#: Layer sizes are checked against the tensors; these two settings cannot be read off the weights.
 _RETRIEVER_RUNTIME: dict[str, dict[str, Any]] = {
-    "nvidia/NV-Embed-v1": {"rope_theta": 10000.0, "num_cross_heads": 8},
+    "nvidia/NV-Embed-v1": {"rope_theta": 10000.0, "rms_norm_eps": 1e-5, "num_cross_heads": 8},
 }
 DEFAULT_CROSS_HEADS = 8
 
@@ -241,6 +239,8 @@ def parse_spec(raw: dict[str, Any], files: CheckpointFiles, root: Path) -> MMEmb
         text_cfg.pop("rope_parameters", None)
         text_cfg.pop("rope_scaling", None)
         text_cfg["rope_theta"] = runtime["rope_theta"]
+    if "rms_norm_eps" in runtime:
+        text_cfg["rms_norm_eps"] = runtime["rms_norm_eps"]
     text_cfg["sliding_window"] = None  # bidirectional attention sees the whole sequence (as NV-Embed does)
     llava_kwargs = {k: v for k, v in raw.items() if k not in ("text_config", "vision_config")}
     try:
