@@ -376,3 +376,20 @@ def test_errors_name_items_by_input_position_when_sorted(enc, tmp_path: Path) ->
     # length sorting puts the long document first; the broken image is still reported as document #2
     with pytest.raises(mmembed.ImageLoadError, match="document #2"):
         enc.encode_documents(["a", "the dog " * 30, tmp_path / "nope.png"], batch_size=1)
+
+
+def test_language_model_settings_come_from_the_named_retriever(ckpt: Path, tmp_path: Path) -> None:
+    from mmembed.encoders.mmembed_llava import load_mmembed
+
+    cfg = json.loads((ckpt / "config.json").read_text())
+    for key in ("rms_norm_eps", "rope_theta"):
+        del cfg["text_config"][key]  # MistralConfig's own defaults would be 1e-6 and 10000
+    dst = tmp_path / "bare"
+    shutil.copytree(ckpt, dst)
+    (dst / "config.json").write_text(json.dumps(cfg))
+    text = load_mmembed(dst).model.spec.text
+    assert text.rms_norm_eps == 1e-5 and text.rope_parameters["rope_theta"] == 10000.0
+    cfg = json.loads((ckpt / "config.json").read_text())
+    del cfg["retriever"]  # no known retriever: text_config is taken as written
+    (dst / "config.json").write_text(json.dumps(cfg))
+    assert load_mmembed(dst).model.spec.text.rope_parameters["rope_theta"] == 1e6
