@@ -24,7 +24,7 @@ from llama_index.core.callbacks import CallbackManager
 from llama_index.core.constants import DEFAULT_SIMILARITY_TOP_K
 from llama_index.core.schema import ImageNode, NodeWithScore, QueryBundle, TextNode
 
-from mmembed import Encoder, Hit, InputError, Store, resolve_instruction
+from mmembed import Encoder, Hit, InputError, Reranker, Store, resolve_instruction
 from mmembed.errors import describe
 from mmembed.images import read_source_bytes
 
@@ -88,6 +88,7 @@ class MMEmbedRetriever(BaseRetriever):
         self.instruction = instruction
         self.where = dict(where) if where else None
         self.reranker = reranker
+        self._loaded_reranker: Optional[tuple[Any, Reranker]] = None  # (name it was loaded from, reranker)
         if on_error not in ("raise", "skip"):
             raise InputError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         self.on_error = on_error
@@ -109,7 +110,7 @@ class MMEmbedRetriever(BaseRetriever):
             fetch_k=self.fetch_k,
             task=self.task,
             instruction=self.instruction,
-            reranker=self.reranker,
+            reranker=self._get_reranker(),
             where=self.where,
             on_error=self.on_error,
         )
@@ -118,6 +119,16 @@ class MMEmbedRetriever(BaseRetriever):
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> List[NodeWithScore]:
         return await asyncio.to_thread(self._retrieve, query_bundle)
+
+    def _get_reranker(self) -> Optional[Reranker]:
+        """The reranker, loaded once when given by name (with the store's encoder, as the pipeline does)."""
+        if self.reranker is None or isinstance(self.reranker, Reranker):
+            return self.reranker
+        if self._loaded_reranker is None or self._loaded_reranker[0] != self.reranker:
+            from mmembed import load_reranker
+
+            self._loaded_reranker = (self.reranker, load_reranker(self.reranker, encoder=self.store.encoder))
+        return self._loaded_reranker[1]
 
     # ---- hits -> nodes ---------------------------------------------------------------------------------
     def _node(self, hit: Hit) -> NodeWithScore:
