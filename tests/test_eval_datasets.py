@@ -495,6 +495,35 @@ def test_cli_eval_mbeir_json_and_table(mbeir_root: Path, toy_registered: None) -
     assert "MRR@10" in table.stdout and "chance" not in table.stdout
 
 
+def test_cli_eval_with_a_named_reranker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        toy_registered: None) -> None:
+    from mmembed.cli import app
+    from mmembed.rerankers import registry as rregistry
+
+    seen: dict[str, Any] = {}
+
+    def factory(name: str, **kw: Any) -> Reranker:
+        seen.update(kw)
+        return ContrarianReranker()
+
+    monkeypatch.setitem(rregistry._NAMED, "contrarian", factory)
+    monkeypatch.setattr(rregistry, "_TAKES_ENCODER", {*rregistry._TAKES_ENCODER, factory})
+    docs = ["red apples", "a blue car", "green leaves", "white snow"]
+    q = write_jsonl(tmp_path / "q.jsonl", [{"qid": f"2:{i}", "query_txt": d, "query_modality": "text",
+                                            "pos_cand_list": [f"2:{i}"]} for i, d in enumerate(docs)])
+    p = write_jsonl(tmp_path / "p.jsonl",
+                    [{"did": f"2:{i}", "txt": d, "modality": "text"} for i, d in enumerate(docs)])
+    res = CliRunner().invoke(app, ["eval", f"mbeir:{q}", "--pool", str(p), "-e", "toy-eval", "-r", "contrarian",
+                                   "--fetch-k", "2", "--json", "--no-baselines"])
+    assert res.exit_code == 0, res.output
+    payload = json.loads(res.stdout)
+    assert payload["reranker"] == "contrarian" and payload["fetch_k"] == 2
+    rows = {r["system"]: r["metrics"] for r in payload["results"]}
+    assert rows["toy-eval"]["R@1"] == pytest.approx(1.0)
+    assert rows["toy-eval + contrarian"]["R@1"] == 0.0 and rows["toy-eval + contrarian"]["MRR@10"] == 0.5
+    assert getattr(seen.get("encoder"), "name", None) == "toy-eval"  # the reranker got the first-stage encoder
+
+
 def test_cli_eval_errors(tmp_path: Path, toy_registered: None) -> None:
     from mmembed.cli import app
 

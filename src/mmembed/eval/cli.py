@@ -65,7 +65,7 @@ def eval_command(
         from .runner import resolve_reranker
 
         enc = load_encoder(encoder)
-        rr = resolve_reranker(reranker)
+        rr = resolve_reranker(reranker, enc)
         index = DenseIndex(enc, batch_size=batch_size)
         for spec in datasets:
             ds = load_dataset(spec, limit=limit, seed=seed, pool=pool, image_root=image_root)

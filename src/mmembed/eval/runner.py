@@ -195,15 +195,21 @@ def baseline_applies(name: str, subset: Subset) -> bool:
 
 
 # ---- one dataset -----------------------------------------------------------------------------------------
-def resolve_reranker(reranker: Any) -> Any:
+def resolve_reranker(reranker: Any, encoder: Any = None) -> Any:
+    """A reranker object from a name/path (``mmembed.load_reranker``); objects pass through.
+
+    The first-stage ``encoder`` is handed over so rerankers that re-embed (the default one) score in the
+    space the candidates were retrieved in.
+    """
     if reranker is None or not isinstance(reranker, str):
         return reranker
     import mmembed
 
     try:
-        return mmembed.load_reranker(reranker)
+        load = mmembed.load_reranker
     except (ImportError, AttributeError) as exc:
         raise InputError(f"cannot load reranker {reranker!r}: the reranker registry is not available ({exc})") from exc
+    return load(reranker, encoder=encoder) if encoder is not None else load(reranker)
 
 
 def resolve_encoder(encoder: Any) -> Any:
@@ -245,7 +251,7 @@ def evaluate(
 
         get_task(task)  # fail early with the list of names
     encoder = resolve_encoder(encoder)
-    reranker = resolve_reranker(reranker)
+    reranker = resolve_reranker(reranker, encoder)
     if reranker is not None and encoder is None:
         raise InputError("a reranker needs an encoder to fetch its candidates")
     if baselines is True:
