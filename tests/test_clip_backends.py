@@ -403,6 +403,14 @@ def test_open_clip_dir_without_weights_is_refused(tmp_path: Path) -> None:
         mmembed.load_encoder(tmp_path)
 
 
+def test_open_clip_hub_text_tower_is_refused(tmp_path: Path) -> None:
+    cfg = {"model_cfg": {"embed_dim": 8, "text_cfg": {"hf_model_name": "no-such-org/no-such-text-model"}}}
+    (tmp_path / "open_clip_config.json").write_text(json.dumps(cfg))
+    (tmp_path / "open_clip_model.safetensors").write_bytes(b"\0" * 16)
+    with pytest.raises(ModelLoadError, match="never downloads"):
+        mmembed.load_encoder(tmp_path)
+
+
 def _open_clip_or_reason():  # type: ignore[no-untyped-def]
     try:
         import open_clip

@@ -457,6 +457,23 @@ class OpenClipEncoder(ClipFamilyEncoder):
         return self.model.encode_image(pixels)
 
 
+def _check_hf_text_tower_is_local(root: Path, model_cfg: dict[str, Any]) -> None:
+    """open_clip builds a Hugging Face text tower from its config by hub id: insist that it is on disk."""
+    hf_name = (model_cfg.get("text_cfg") or {}).get("hf_model_name")
+    if not hf_name or Path(hf_name).is_dir():
+        return
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(hf_name, local_files_only=True)
+    except Exception as exc:  # noqa: BLE001
+        raise ModelLoadError(
+            f"{root}: the text tower is the Hugging Face model {hf_name!r}, whose config is not on this machine "
+            f"({type(exc).__name__}); mmembed never downloads. Save that model's config to a directory and set "
+            "text_cfg.hf_model_name in open_clip_config.json to that directory."
+        ) from exc
+
+
 def load_open_clip(path: str | os.PathLike[str], *, device: str | torch.device | None = None,
                    dtype: str | torch.dtype | None = None, **kwargs: Any) -> OpenClipEncoder:
     """Load an open_clip model from a local directory: ``open_clip_config.json`` plus weights.
@@ -484,6 +501,7 @@ def load_open_clip(path: str | os.PathLike[str], *, device: str | torch.device |
             f"{root}: no open_clip weights found (looked for {', '.join(_OPEN_CLIP_WEIGHTS_ORDER[:3])}, ...); "
             "refusing to build a randomly initialised model"
         )
+    _check_hf_text_tower_is_local(root, model_cfg)
     try:
         import open_clip
     except ImportError as exc:
