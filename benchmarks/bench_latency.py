@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_quality import RESULTS, command_line, machine_info, write_json  # noqa: E402
+from bench_quality import RESULTS, command_line, load_average, machine_info, write_json  # noqa: E402
 
 COLORS = ("red", "blue", "black", "white", "grey", "green", "navy", "beige", "brown", "pink", "striped", "checked")
 MATERIALS = ("leather", "cotton", "woollen", "denim", "silk", "knitted", "linen", "suede", "summer", "winter")
@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     from mmembed.inputs import coerce
     from mmembed.instructions import resolve_instruction
 
+    load_start = load_average()
     if args.threads:
         import torch
 
@@ -173,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": command_line(),
         "machine": machine_info(),
+        "load_average": {"start": load_start, "end": load_average()},
         "mmembed": mmembed.__version__,
         "chromadb": chromadb.__version__,
         "encoder": encoder.name,

@@ -60,6 +60,14 @@ def command_line() -> str:
     return " ".join(["python", shown, *map(shlex.quote, sys.argv[1:])])
 
 
+def load_average() -> list[float] | None:
+    """1/5/15-minute load averages: above the core count, other work shares the CPU with the benchmark."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
+
+
 def write_json(path: Path, payload: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -83,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     from mmembed.eval.runner import resolve_reranker
 
     started = time.perf_counter()
+    load_start = load_average()
     encoder = mmembed.load_encoder(args.encoder)
     reranker = None if args.no_reranker else resolve_reranker(args.reranker, encoder)
     index = DenseIndex(encoder, batch_size=args.batch_size)
@@ -102,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": command_line(),
         "machine": machine_info(),
+        "load_average": {"start": load_start, "end": load_average()},
         "mmembed": mmembed.__version__,
         "encoder": encoder.name,
         "reranker": getattr(reranker, "name", None),

@@ -38,7 +38,10 @@ def _pyplot():  # type: ignore[no-untyped-def]
 
 def _caption(data: dict[str, Any]) -> str:
     m = data.get("machine", {})
-    return f"{data.get('date', '')[:10]} | {m.get('cpu', '?')}, {m.get('cores', '?')} cores | {data.get('command', '')}"
+    load = (data.get("load_average") or {}).get("start")
+    shown_load = f", load {load[0]:.1f}" if load else ""
+    return (f"{data.get('date', '')[:10]} | {m.get('cpu', '?')}, {m.get('cores', '?')} cores{shown_load} | "
+            f"{data.get('command', '')}")
 
 
 def plot_quality(data: dict[str, Any], out: Path, metric: str = "R@10") -> Path:
