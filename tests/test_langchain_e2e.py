@@ -21,7 +21,14 @@ from langchain_core.runnables import RunnableLambda, RunnablePassthrough
 
 from conftest import ToyEncoder
 from langchain_mmembed import MMEmbedEmbeddings, MMEmbedRerank, MMEmbedRetriever, add_interleaved_documents
-from langchain_support import COLOURS, ToyReranker, colour_images, corrupt_image, default_encoder_available
+from langchain_support import (
+    COLOURS,
+    ToyReranker,
+    colour_images,
+    corrupt_image,
+    default_encoder_available,
+    default_reranker_available,
+)
 from mmembed import ImageLoadError
 
 needs_default = pytest.mark.skipif(
@@ -116,6 +123,30 @@ def test_chroma_with_the_default_model(tmp_path: Path, images: dict[str, Path]) 
         assert db.similarity_search_by_image(uri=str(images[name]), k=1)[0].id == name
     db.add_texts(["bananas are rich in potassium", "the Eiffel tower is in Paris"], ids=["fact1", "fact2"])
     assert db.similarity_search("Which French city has the Eiffel tower?", k=1)[0].id == "fact2"
+
+
+@needs_default
+@pytest.mark.skipif(not default_reranker_available(), reason="mmembed.load_reranker('default') is not available yet")
+async def test_default_model_and_default_reranker(tmp_path: Path, images: dict[str, Path]) -> None:
+    from langchain_classic.retrievers import ContextualCompressionRetriever
+
+    docs = [Document(c, metadata={"image": str(images[n])}, id=n) for n, (_, c) in COLOURS.items()]
+    docs.append(Document("Bananas are rich in potassium and taste sweet.", id="fact"))
+    r = MMEmbedRetriever(path=str(tmp_path / "db"), model="default", device="cpu", k=2, fetch_k=6,
+                         reranker="default", task="text->image+text")
+    r.add_documents(docs)
+    got = r.invoke("a yellow banana")
+    assert got[0].id == "yellow" and len(got) == 2
+    assert all("relevance_score" in d.metadata and "score" in d.metadata for d in got)
+    assert r._get_reranker() is r._get_reranker()  # loaded once
+    compressed = ContextualCompressionRetriever(
+        base_compressor=MMEmbedRerank(reranker="default", encoder=r.get_store().encoder, top_n=2),
+        base_retriever=r.model_copy(update={"k": 6, "reranker": None}),
+    )
+    out = await compressed.ainvoke("Which fruit contains potassium?")
+    assert "fact" in [d.id for d in out] and len(out) == 2
+    rel = [d.metadata["relevance_score"] for d in out]
+    assert rel == sorted(rel, reverse=True)
 
 
 # ---- retriever in LCEL chains --------------------------------------------------------------------------

@@ -94,4 +94,6 @@ def test_command_line_with_the_default_model(image_dir: Path, tmp_path: Path) ->
     )
     assert proc.returncode == 0, proc.stderr
     assert "Retrieved context:" in proc.stdout and "Which fruit is yellow?" in proc.stdout
-    assert proc.stdout.count(" -- image: ") == 2
+    context = proc.stdout.split("Retrieved context:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert len(context) == 2 and all(" -- image: " in line and "rerank" in line for line in context)
+    assert context[0].startswith("[1] a yellow banana")  # real model + default reranker
