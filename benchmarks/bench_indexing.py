@@ -325,7 +325,8 @@ def main(argv: list[str] | None = None) -> int:
         for s, r in summary.items():
             print(f"{s:<12}{r['images_per_s']:>10.1f}{r['index_s']:>10.1f}{r['load_s']:>9.1f}{r['peak_rss_mb']:>13.0f}")
         for s, r in ratios.items():
-            print(f"mmembed vs {s}: {r['speedup']:.2f}x images/s, {s} uses {r['peak_rss_ratio']:.2f}x mmembed's peak RSS")
+            print(f"mmembed vs {s}: {r['speedup']:.2f}x images/s; "
+                  f"{s} uses {r['peak_rss_ratio']:.2f}x mmembed's peak RSS")
         print(f"same-embedding check (cosine on one image): {agreement}")
 
         payload = {

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -36,8 +38,11 @@ SPECIALS = {"<pad>": 0, "<bos>": 1, "<unk>": 2, "<eos>": 3}  # eos must not be 2
 MAX_LEN = 16
 INSTR = "retrieve an image that matches the caption"
 
+#: (embed text, embed image) with the raw model: the reference the encoder is checked against
+Raw = tuple[Callable[[str], np.ndarray], Callable[[Image.Image], np.ndarray]]
 
-def _tokenizer():  # type: ignore[no-untyped-def]
+
+def _tokenizer() -> Any:
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
@@ -121,7 +126,7 @@ def hf_enc(hf_dir: Path) -> HFClipEncoder:
 
 
 @pytest.fixture(scope="module")
-def raw(hf_dir: Path):  # type: ignore[no-untyped-def]
+def raw(hf_dir: Path) -> Raw:
     """The same saved model used directly through transformers, as the reference."""
     from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
 
@@ -130,7 +135,7 @@ def raw(hf_dir: Path):  # type: ignore[no-untyped-def]
     proc = AutoImageProcessor.from_pretrained(hf_dir, local_files_only=True, backend="pil")
     siglip = model.config.model_type == "siglip"
 
-    def pooled(out):  # type: ignore[no-untyped-def]
+    def pooled(out: Any) -> torch.Tensor:
         return out if isinstance(out, torch.Tensor) else out.pooler_output
 
     def text(t: str) -> np.ndarray:
@@ -196,7 +201,7 @@ def test_shapes_and_normalisation(hf_enc: HFClipEncoder, img_files: list[Path]) 
     assert hf_enc.encode_queries([]).shape == (0, hf_enc.dim)
 
 
-def test_fusion_matches_raw_model(hf_enc: HFClipEncoder, raw, img_files: list[Path]) -> None:  # type: ignore[no-untyped-def]
+def test_fusion_matches_raw_model(hf_enc: HFClipEncoder, raw: Raw, img_files: list[Path]) -> None:
     text, image = raw
     imgs = [Image.open(p).convert("RGB") for p in img_files]
     t = unit(text("a red apple"))
@@ -217,7 +222,7 @@ def test_fusion_matches_raw_model(hf_enc: HFClipEncoder, raw, img_files: list[Pa
     assert not np.allclose(out[2], out[0], atol=1e-3) and not np.allclose(out[2], out[1], atol=1e-3)
 
 
-def test_several_text_parts_are_joined(hf_enc: HFClipEncoder, raw, img_files: list[Path]) -> None:  # type: ignore[no-untyped-def]
+def test_several_text_parts_are_joined(hf_enc: HFClipEncoder, raw: Raw, img_files: list[Path]) -> None:
     text, image = raw
     out = hf_enc.encode_documents([["a red", img_files[0], "apple"]])
     expected = unit(unit(text("a red apple")) + unit(image(Image.open(img_files[0]).convert("RGB"))))
@@ -225,7 +230,7 @@ def test_several_text_parts_are_joined(hf_enc: HFClipEncoder, raw, img_files: li
 
 
 # ---- instructions --------------------------------------------------------------------------------------
-def test_instruction_prefixes_queries_not_documents(hf_enc: HFClipEncoder, raw, img_files: list[Path]) -> None:  # type: ignore[no-untyped-def]
+def test_instruction_prefixes_queries_not_documents(hf_enc: HFClipEncoder, raw: Raw, img_files: list[Path]) -> None:
     text, image = raw
     plain_q = hf_enc.encode_queries(["a red apple"])
     doc = hf_enc.encode_documents(["a red apple"])
@@ -239,7 +244,7 @@ def test_instruction_prefixes_queries_not_documents(hf_enc: HFClipEncoder, raw, 
                                unit(text(f"{task.instruction} a red apple")), atol=1e-5)
 
 
-def test_image_only_query_fuses_the_instruction(hf_enc: HFClipEncoder, raw, img_files: list[Path]) -> None:  # type: ignore[no-untyped-def]
+def test_image_only_query_fuses_the_instruction(hf_enc: HFClipEncoder, raw: Raw, img_files: list[Path]) -> None:
     text, image = raw
     i0 = unit(image(Image.open(img_files[0]).convert("RGB")))
     q = hf_enc.encode_queries([img_files[0]], instruction=INSTR)
@@ -411,7 +416,7 @@ def test_open_clip_hub_text_tower_is_refused(tmp_path: Path) -> None:
         mmembed.load_encoder(tmp_path)
 
 
-def _open_clip_or_reason():  # type: ignore[no-untyped-def]
+def _open_clip_or_reason() -> tuple[Any, str]:
     try:
         import open_clip
     except Exception as exc:  # noqa: BLE001 - a torchvision that does not match torch fails with RuntimeError
@@ -442,7 +447,7 @@ OC_CFG = {
 
 
 @pytest.fixture(scope="module")
-def open_clip_mod():  # type: ignore[no-untyped-def]
+def open_clip_mod() -> Any:
     mod, reason = _open_clip_or_reason()
     if mod is None:
         pytest.skip(reason)
@@ -450,7 +455,7 @@ def open_clip_mod():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="module")
-def oc_dir(open_clip_mod, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
+def oc_dir(open_clip_mod: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from safetensors.torch import save_model
 
     d = tmp_path_factory.mktemp("oc") / "tiny-open-clip"
@@ -463,7 +468,7 @@ def oc_dir(open_clip_mod, tmp_path_factory: pytest.TempPathFactory) -> Path:  # 
 
 
 @pytest.fixture(scope="module")
-def oc_raw(open_clip_mod, oc_dir: Path):  # type: ignore[no-untyped-def]
+def oc_raw(open_clip_mod: Any, oc_dir: Path) -> tuple[Any, ...]:
     model, _, preprocess = open_clip_mod.create_model_and_transforms(f"local-dir:{oc_dir}")
     model.eval()
     tokenizer = open_clip_mod.get_tokenizer(f"local-dir:{oc_dir}")
@@ -479,7 +484,8 @@ def oc_raw(open_clip_mod, oc_dir: Path):  # type: ignore[no-untyped-def]
     return text, image, preprocess
 
 
-def test_open_clip_loads_and_fuses_like_the_raw_model(oc_dir: Path, oc_raw, img_files: list[Path]) -> None:  # type: ignore[no-untyped-def]
+def test_open_clip_loads_and_fuses_like_the_raw_model(oc_dir: Path, oc_raw: tuple[Any, ...],
+                                                       img_files: list[Path]) -> None:
     text, image, _ = oc_raw
     enc = mmembed.load_encoder(oc_dir)
     assert isinstance(enc, OpenClipEncoder)
@@ -495,7 +501,7 @@ def test_open_clip_loads_and_fuses_like_the_raw_model(oc_dir: Path, oc_raw, img_
     np.testing.assert_allclose(q[1], unit(unit(text(INSTR)) + i0), atol=1e-5)
 
 
-def test_open_clip_preprocess_equals_open_clip_transform(open_clip_mod) -> None:  # type: ignore[no-untyped-def]
+def test_open_clip_preprocess_equals_open_clip_transform(open_clip_mod: Any) -> None:
     for mode in ("shortest", "longest", "squash"):
         for size in (32, (32, 48)):
             for i, shape in enumerate([(50, 37), (37, 50), (20, 11), (32, 32), (101, 99)]):

@@ -525,7 +525,8 @@ def load_open_clip(path: str | os.PathLike[str], *, device: str | torch.device |
     if not pre_cfg:
         pre_cfg = {"size": model_cfg.get("vision_cfg", {}).get("image_size", 224), **cfg.get("preprocess_cfg", {})}
     preprocess = PilPreprocess(**pre_cfg)
-    max_tokens = int(getattr(tokenizer, "context_length", None) or model_cfg.get("text_cfg", {}).get("context_length", 77))
+    text_cfg = model_cfg.get("text_cfg") or {}
+    max_tokens = int(getattr(tokenizer, "context_length", None) or text_cfg.get("context_length", 77))
     dim = int(model_cfg["embed_dim"])
     name = f"open_clip:{root.resolve().name}@{weights_digest([weights])[:12]}"
     return OpenClipEncoder(model, tokenizer, preprocess, name=name, dim=dim, device=dev, dtype=dt,
