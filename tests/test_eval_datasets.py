@@ -416,6 +416,29 @@ def test_evaluate_dense_baselines_and_reranker() -> None:
     assert all(r.queries == 6 and r.documents == 6 for r in results)
 
 
+class FirstStageReranker(ContrarianReranker):
+    """Takes ``first_stage`` like the default fusion reranker: records it and ranks by it, reversed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first_stage: list[list[float]] = []
+
+    def score(self, query: Any, candidates: Sequence[Any], *, first_stage: Sequence[float] | None = None,
+              **kwargs: Any) -> list[float]:
+        assert first_stage is not None and len(first_stage) == len(candidates)
+        self.first_stage.append(list(first_stage))
+        return [-v for v in first_stage]
+
+
+def test_rerankers_taking_first_stage_get_the_dense_scores() -> None:
+    rr = FirstStageReranker()
+    rows = evaluate(text_dataset(), RecordingEncoder(), reranker=rr, fetch_k=4, baselines=False, show_progress=False)
+    assert len(rr.first_stage) == 6
+    for fs in rr.first_stage:  # best first, the positive (identical text) near 1
+        assert fs[0] > 0.95 and fs == sorted(fs, reverse=True)
+    assert rows[1].metrics["MRR@10"] == pytest.approx(1 / 4)  # reversed: the positive ends 4th
+
+
 def test_evaluate_task_override_and_shared_pool_embeddings() -> None:
     enc = RecordingEncoder()
     index = DenseIndex(enc)

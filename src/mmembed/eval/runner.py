@@ -6,13 +6,15 @@ Dense retrieval here is exact: the pool is embedded once with ``encode_documents
 deterministic, and it needs no Chroma -- the numbers measure the model, not an index.
 
 Reranking takes each query's top ``fetch_k`` documents by dense score, scores them with
-``Reranker.score(query, candidates, task=...)`` and puts them, in reranker order, above the rest (which keep
+``Reranker.score(query, candidates, task=...)`` (plus ``first_stage=`` dense scores for rerankers that take
+them, as :mod:`mmembed.pipeline` does) and puts them, in reranker order, above the rest (which keep
 their dense order). With ``fetch_k=10`` the set in the top 10 is unchanged, so R@10 stays put and the
 reranker shows in R@1, R@5, MRR@10 and nDCG@10.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 import time
@@ -116,6 +118,15 @@ def _top_candidates(scores: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
+def takes_first_stage(reranker: Any) -> bool:
+    """Whether ``reranker.score`` accepts ``first_stage=`` (the candidates' dense scores), as the pipeline
+    passes them: such rerankers fuse the score instead of re-embedding text candidates."""
+    try:
+        return "first_stage" in inspect.signature(reranker.score).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def _reranker_label(reranker: Any) -> str:
     return str(getattr(reranker, "name", type(reranker).__name__))
 
@@ -138,6 +149,7 @@ def evaluate_dense(
     queries = index.queries(subset, task)
     if docs.shape[1] != queries.shape[1]:
         raise RuntimeError(f"query dim {queries.shape[1]} != document dim {docs.shape[1]}")
+    fuses_first_stage = reranker is not None and takes_first_stage(reranker)
     dense_parts: list[dict[str, np.ndarray]] = []
     rerank_parts: list[dict[str, np.ndarray]] = []
     rerank_seconds = 0.0
@@ -152,7 +164,9 @@ def evaluate_dense(
             for i in range(stop - start):
                 q = start + i
                 cands = top[i]
-                values = reranker.score(subset.queries[q], [subset.pool.items[j] for j in cands], task=task)
+                extra = {"first_stage": [float(v) for v in scores[i, cands]]} if fuses_first_stage else {}
+                values = reranker.score(subset.queries[q], [subset.pool.items[j] for j in cands], task=task,
+                                        **extra)
                 lifted[i] = rerank_scores(scores[i], cands, values)
                 if progress:
                     progress(1)
