@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,10 @@ _BACKENDS: dict[str, str] = {
 }
 
 
+# "package.module:factory" -- an encoder that is neither registered nor a directory (plugins, test encoders).
+_SPEC = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+
+
 def register_encoder(name: str, target: str | Callable[..., Encoder]) -> None:
     """Register a named encoder: ``target`` is a callable or a ``"module:function"`` string."""
     _NAMED[name] = target  # type: ignore[assignment]
@@ -49,7 +54,22 @@ def _resolve(target: str | Callable[..., Encoder]) -> Callable[..., Encoder]:
     if callable(target):
         return target
     module, _, func = target.partition(":")
-    return getattr(importlib.import_module(module), func)
+    obj: Any = importlib.import_module(module)
+    for attr in func.split("."):
+        obj = getattr(obj, attr)
+    return obj
+
+
+def _load_spec(spec: str, **kwargs: Any) -> Encoder:
+    """Call the factory named by ``"package.module:factory"`` like a registered target."""
+    try:
+        factory = _resolve(spec)
+    except (ImportError, AttributeError) as exc:
+        raise ModelLoadError(f"encoder spec {spec!r}: cannot import it ({exc})") from exc
+    encoder = factory(spec, **kwargs)
+    if not isinstance(encoder, Encoder):
+        raise ModelLoadError(f"encoder spec {spec!r} returned {type(encoder).__name__}, not an mmembed Encoder")
+    return encoder
 
 
 def detect_backend(path: Path) -> str:
@@ -98,6 +118,9 @@ def load_encoder(
 ) -> Encoder:
     """Load an encoder by registry name (``default``, ``mmembed-mini``, ``nvidia/MM-Embed``) or local path.
 
+    A ``"package.module:factory"`` spec loads an unregistered encoder (a plugin, or a test encoder for a
+    ``mmembed`` subprocess): ``factory`` is called like a :func:`register_encoder` target.
+
     ``device`` ``None`` picks CUDA/MPS when present, else CPU; ``dtype`` ``None`` picks half precision on
     accelerators and float32 on CPU. Extra keyword arguments go to the backend (for example
     ``allow_remote=True`` to let it fetch http(s) images). Nothing is ever downloaded.
@@ -109,8 +132,10 @@ def load_encoder(
     if path.exists():
         backend = detect_backend(path)
         return _resolve(_BACKENDS[backend])(path, device=device, dtype=dtype, **kwargs)
+    if _SPEC.match(key):
+        return _load_spec(key, device=device, dtype=dtype, **kwargs)
     raise ModelLoadError(
-        f"unknown encoder {key!r}: not a registered name ({', '.join(available_encoders())}) and no such "
-        "directory. mmembed never downloads weights: download once where the hub is reachable, then pass "
-        "the local directory."
+        f"unknown encoder {key!r}: not a registered name ({', '.join(available_encoders())}), no such "
+        "directory, and not a 'package.module:factory' spec. mmembed never downloads weights: download once "
+        "where the hub is reachable, then pass the local directory."
     )
