@@ -27,6 +27,10 @@ class EncoderMismatchError(MMEmbedError):
     """A collection was built by another encoder (name or dimension differ)."""
 
 
+class StoreConnectionError(MMEmbedError, ConnectionError):
+    """The Chroma server could not be reached (not running, wrong host/port, or it went away mid-call)."""
+
+
 class ModelLoadError(MMEmbedError):
     """A model directory or registry name could not be turned into a model."""
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 import logging
 import os
 import urllib.parse
-from collections.abc import Iterable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -20,7 +22,14 @@ from typing import Any, Literal
 import numpy as np
 
 from .encoders.base import Encoder
-from .errors import EncoderMismatchError, ImageLoadError, InputError, MMEmbedError, describe
+from .errors import (
+    EncoderMismatchError,
+    ImageLoadError,
+    InputError,
+    MMEmbedError,
+    StoreConnectionError,
+    describe,
+)
 from .images import ImagePolicy
 from .inputs import Interleaved, coerce
 from .metadata import RESERVED_PREFIX, sanitize_metadata, user_metadata
@@ -67,37 +76,99 @@ class Skipped:
 
 @dataclass
 class AddResult:
-    """What :meth:`Store.add` did: ids written, ids already stored with the same content, inputs skipped."""
+    """What :meth:`Store.add` did: ids embedded and written, ids already stored with the same content (not
+    re-embedded; ``updated`` lists those whose metadata or image location changed and was rewritten), and
+    inputs skipped. Every input is in exactly one of ``added``, ``unchanged`` and ``skipped``."""
 
     added: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        return f"{len(self.added)} added, {len(self.unchanged)} already indexed, {len(self.skipped)} skipped"
+        text = f"{len(self.added)} added, {len(self.unchanged)} already indexed, {len(self.skipped)} skipped"
+        return text + (f" ({len(self.updated)} with updated metadata)" if self.updated else "")
 
     def merge(self, other: "AddResult") -> "AddResult":
         self.added += other.added
         self.unchanged += other.unchanged
         self.skipped += other.skipped
+        self.updated += other.updated
         return self
 
 
-def _client(path: str | os.PathLike[str] | None, host: str | None, port: int | None, url: str | None,
-            ssl: bool = False, headers: Mapping[str, str] | None = None):  # type: ignore[no-untyped-def]
+def _is_transport_error(exc: BaseException) -> bool:
+    """A network failure talking to a Chroma server (refused, reset, timed out), not a refusal by Chroma."""
+    try:
+        import httpx
+    except ImportError:  # pragma: no cover - chromadb depends on httpx
+        return False
+    return isinstance(exc, httpx.TransportError)
+
+
+@contextmanager
+def _server_errors(server: str | None) -> Iterator[None]:
+    """Name the server when it cannot be reached, instead of surfacing an httpx traceback."""
+    try:
+        yield
+    except MMEmbedError:
+        raise
+    except Exception as exc:
+        if server is not None and _is_transport_error(exc):
+            raise StoreConnectionError(
+                f"cannot reach the Chroma server at {server} ({type(exc).__name__}: {exc}); "
+                "is `chroma run` running there? Records written before the failure are kept."
+            ) from exc
+        raise
+
+
+def _server_address(host: str | None, port: int | None, url: str | None) -> tuple[str, int, bool] | None:
+    """``(host, port, https)`` of the Chroma server asked for, or ``None`` for the embedded database."""
+    if url is not None:
+        parsed = urllib.parse.urlsplit(url)
+        try:
+            url_port = parsed.port
+        except ValueError as exc:
+            raise InputError(f"Chroma server URL {url!r} has an invalid port") from exc
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise InputError(f"Chroma server URL must be http(s)://host:port, got {url!r}")
+        https = parsed.scheme == "https"
+        return parsed.hostname, url_port or (443 if https else 8000), https
+    if host is not None:
+        return host, port or 8000, False
+    return None
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _server_url(address: tuple[str, int, bool]) -> str:
+    return f"{'https' if address[2] else 'http'}://{address[0]}:{address[1]}"
+
+
+def _client(path: str | os.PathLike[str] | None, address: tuple[str, int, bool] | None,
+            headers: Mapping[str, str] | None = None):  # type: ignore[no-untyped-def]
     import chromadb
     from chromadb.config import Settings
 
     settings = Settings(anonymized_telemetry=False)
-    if url is not None:
-        parsed = urllib.parse.urlsplit(url)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise InputError(f"Chroma server URL must be http(s)://host:port, got {url!r}")
-        host, port, ssl = parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 8000), \
-            parsed.scheme == "https"
-    if host is not None:
-        return chromadb.HttpClient(host=host, port=port or 8000, ssl=ssl, headers=dict(headers or {}),
-                                   settings=settings)
+    if address is not None:
+        host, port, ssl = address
+        try:
+            return chromadb.HttpClient(host=host, port=port, ssl=ssl, headers=dict(headers or {}),
+                                       settings=settings)
+        except Exception as exc:  # chromadb re-raises a refused connection as ValueError("Could not connect...")
+            if not (_is_transport_error(exc) or _is_transport_error(exc.__context__ or exc)):
+                raise
+            raise StoreConnectionError(
+                f"cannot reach the Chroma server at {_server_url(address)}: {exc} "
+                f"(start one with `chroma run --path DIR --host {host} --port {port}`)"
+            ) from exc
     target = Path(path if path is not None else os.environ.get("MMEMBED_DB", DEFAULT_PATH)).expanduser()
     target.mkdir(parents=True, exist_ok=True)
     return chromadb.PersistentClient(path=str(target), settings=settings)
@@ -127,7 +198,9 @@ class Store:
         client: Any = None,
         image_policy: ImagePolicy | None = None,
     ) -> None:
-        self._client = client if client is not None else _client(path, host, port, url)
+        address = _server_address(host, port, url) if client is None else None
+        self._server = _server_url(address) if address else None
+        self._client = client if client is not None else _client(path, address)
         self._encoder_spec = encoder
         self._encoder: Encoder | None = encoder if isinstance(encoder, Encoder) else None
         self.collection_name = collection
@@ -156,11 +229,12 @@ class Store:
     def _open_collection(self) -> Any:
         info = self.encoder.info()
         try:
-            col = self._client.get_or_create_collection(
-                self.collection_name,
-                metadata={"hnsw:space": "cosine", _K_ENCODER: info["encoder"], _K_DIM: info["dim"]},
-                embedding_function=None,
-            )
+            with self._guard():
+                col = self._client.get_or_create_collection(
+                    self.collection_name,
+                    metadata={"hnsw:space": "cosine", _K_ENCODER: info["encoder"], _K_DIM: info["dim"]},
+                    embedding_function=None,
+                )
         except MMEmbedError:
             raise
         except Exception as exc:  # chroma raises ValueError/InvalidArgumentError for bad names
@@ -179,6 +253,9 @@ class Store:
                 "are not comparable: open it with the same encoder, or use another collection name."
             )
         return col
+
+    def _guard(self):  # type: ignore[no-untyped-def]
+        return _server_errors(self._server)
 
     # ---- writing -------------------------------------------------------------------------------------
     def add(
@@ -230,6 +307,10 @@ class Store:
         if given_id is not None and (not isinstance(given_id, str) or not given_id.strip()):
             raise InputError(f"{where}: ids must be non-empty strings, got {describe(given_id)}")
         item = coerce(value, where=where)
+        for uri in item.image_uris:
+            if not _is_utf8(uri):
+                raise InputError(f"{where}: image location {describe(uri)} is not valid UTF-8 (a file name in "
+                                 "another encoding?), which Chroma cannot store; rename the file")
         policy = self.image_policy
         for part in item.images:
             try:
@@ -268,23 +349,47 @@ class Store:
         if not prepared:
             return result
         # embedding cache: records already stored with the same content hash are not re-embedded
-        existing = self.collection.get(ids=list(prepared), include=["metadatas"])
+        with self._guard():
+            existing = self.collection.get(ids=list(prepared), include=["metadatas"])
+        replaced: list[str] = []
+        refresh: dict[str, tuple[Interleaved, dict[str, Any]]] = {}
         for rid, meta in zip(existing["ids"], existing["metadatas"] or []):
-            if meta and meta.get(_K_HASH) == prepared[rid][2][_K_HASH]:
-                result.unchanged.append(rid)
-                del prepared[rid]
+            meta = dict(meta or {})
+            new_meta = prepared[rid][2]
+            if meta.get(_K_HASH) != new_meta[_K_HASH]:
+                replaced.append(rid)  # new content under an old id
+                continue
+            result.unchanged.append(rid)
+            if meta != new_meta:  # same content, new metadata or image location: rewrite those only
+                refresh[rid] = (prepared[rid][1], {**{k: None for k in meta if k not in new_meta}, **new_meta})
+            del prepared[rid]
+        if refresh:
+            # Chroma merges metadata on update/upsert; a None value is how a stale key is removed
+            with self._guard():
+                self.collection.update(
+                    ids=list(refresh),
+                    metadatas=[m for _, m in refresh.values()],
+                    uris=[(d.image_uris[0] if d.image_uris else None) for d, _ in refresh.values()],
+                )
+            result.updated.extend(refresh)
         if not prepared:
             return result
         rids = list(prepared)
         docs = [prepared[r][1] for r in rids]
         vectors = self.encoder.encode_documents(docs, batch_size=batch_size, show_progress=False)
-        self.collection.upsert(
-            ids=rids,
-            embeddings=vectors,
-            documents=[d.text or None for d in docs],
-            uris=[(d.image_uris[0] if d.image_uris else None) for d in docs],
-            metadatas=[prepared[r][2] for r in rids],
-        )
+        with self._guard():
+            if replaced:
+                # upsert would merge the old record's metadata, uri and document into the new one; a record
+                # whose content changed is replaced whole (an interrupted run leaves it missing, and the
+                # re-run adds it)
+                self.collection.delete(ids=replaced)
+            self.collection.upsert(
+                ids=rids,
+                embeddings=vectors,
+                documents=[d.text or None for d in docs],
+                uris=[(d.image_uris[0] if d.image_uris else None) for d in docs],
+                metadatas=[prepared[r][2] for r in rids],
+            )
         for d in docs:  # free decoded pixels
             for p in d.images:
                 p.unload()
@@ -305,7 +410,16 @@ class Store:
         for i, rid in enumerate(ids):
             if not isinstance(rid, str) or not rid.strip():
                 raise InputError(f"id #{i} must be a non-empty string, got {describe(rid)}")
-        vecs = np.asarray(embeddings, dtype=np.float32)
+        if len(set(ids)) != len(ids):
+            dup = next(r for r, n in Counter(ids).items() if n > 1)
+            raise InputError(f"id {dup!r} is given more than once")
+        try:
+            vecs = np.asarray(embeddings, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"embeddings must be a numeric (n, dim) array: {exc}") from exc
+        for what, values in (("documents", documents), ("uris", uris), ("metadatas", metadatas)):
+            if values is not None and len(values) != len(ids):
+                raise InputError(f"got {len(values)} {what} for {len(ids)} ids")
         dim = self.encoder.dim
         if vecs.ndim != 2 or vecs.shape[0] != len(ids) or vecs.shape[1] != dim:
             raise InputError(
@@ -314,25 +428,33 @@ class Store:
         if not np.isfinite(vecs).all():
             raise InputError("embeddings contain NaN or infinite values")
         metas = [sanitize_metadata(m, where=f"metadata #{i}") for i, m in enumerate(metadatas or [None] * len(ids))]
-        self.collection.upsert(ids=ids, embeddings=vecs, documents=list(documents) if documents else None,
-                               uris=list(uris) if uris else None, metadatas=metas if any(metas) else None)
+        with self._guard():
+            stale = self.collection.get(ids=ids, include=[])["ids"]
+            if stale:  # replace, as in add(): Chroma's upsert would keep the old metadata keys and uri
+                self.collection.delete(ids=stale)
+            self.collection.upsert(ids=ids, embeddings=vecs, documents=list(documents) if documents else None,
+                                   uris=list(uris) if uris else None, metadatas=metas if any(metas) else None)
 
     def delete(self, ids: Sequence[str] | None = None, *, where: Mapping[str, Any] | None = None) -> None:
         if ids is None and where is None:
             raise InputError("delete needs ids or a where filter (refusing to delete everything implicitly)")
-        self.collection.delete(ids=list(ids) if ids is not None else None, where=where)
+        with self._guard():
+            self.collection.delete(ids=list(ids) if ids is not None else None, where=where)
 
     # ---- reading -------------------------------------------------------------------------------------
     def count(self) -> int:
-        return int(self.collection.count())
+        with self._guard():
+            return int(self.collection.count())
 
     __len__ = count
 
     def ids(self) -> list[str]:
-        return list(self.collection.get(include=[])["ids"])
+        with self._guard():
+            return list(self.collection.get(include=[])["ids"])
 
     def get(self, ids: Sequence[str]) -> list[Hit]:
-        res = self.collection.get(ids=list(ids), include=["documents", "uris", "metadatas"])
+        with self._guard():
+            res = self.collection.get(ids=list(ids), include=["documents", "uris", "metadatas"])
         return [self._hit(rid, None, doc, uri, meta) for rid, doc, uri, meta in
                 zip(res["ids"], res["documents"], res["uris"], res["metadatas"])]
 
@@ -352,16 +474,22 @@ class Store:
     def query_vector(self, vector: Any, *, k: int = 10, where: Mapping[str, Any] | None = None) -> list[Hit]:
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise InputError(f"k must be a positive integer, got {describe(k)}")
-        vec = np.asarray(vector, dtype=np.float32).reshape(-1)
+        try:
+            vec = np.asarray(vector, dtype=np.float32).reshape(-1)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"query vector must be numeric: {exc}") from exc
+        if not np.isfinite(vec).all():
+            raise InputError("query vector contains NaN or infinite values")
         if vec.shape[0] != self.encoder.dim:
             raise InputError(f"query vector has dimension {vec.shape[0]}, expected {self.encoder.dim}")
         n = self.count()
         if n == 0:
             return []
-        res = self.collection.query(
-            query_embeddings=[vec], n_results=min(k, n), where=dict(where) if where else None,
-            include=["documents", "uris", "metadatas", "distances"],
-        )
+        with self._guard():
+            res = self.collection.query(
+                query_embeddings=[vec], n_results=min(k, n), where=dict(where) if where else None,
+                include=["documents", "uris", "metadatas", "distances"],
+            )
         return [
             self._hit(rid, 1.0 - float(dist), doc, uri, meta)
             for rid, dist, doc, uri, meta in zip(
