@@ -1,9 +1,12 @@
 """Metadata sanitising: the one place user metadata is made acceptable to Chroma.
 
 Chroma accepts flat dicts of str/int/float/bool values (and non-empty homogeneous lists of those); it rejects
-nested dicts, empty dicts and other types. Rather than letting a batch fail deep inside Chroma, we flatten
-nested dicts with dotted keys, turn other values into strings, drop ``None`` and empty containers, and return
-``None`` for an empty result. Keys starting with ``mmembed:`` are reserved for the library.
+nested dicts, empty dicts, other types, keys starting with ``$`` or ``#``, integers beyond 64 bits and text that
+is not valid Unicode. Rather than letting a whole batch fail deep inside Chroma, we flatten nested dicts with
+dotted keys, turn other values (and out-of-range integers) into strings, escape lone surrogates (what
+``os.fsdecode`` makes of non-UTF-8 file names), drop ``None`` and empty containers, and return ``None`` for an
+empty result. Keys that cannot be stored are refused with an error naming them: ``mmembed:`` is reserved for
+the library, ``$``/``#`` and ``chroma:document`` for Chroma.
 """
 
 from __future__ import annotations
@@ -16,12 +19,28 @@ from typing import Any
 from .errors import InputError, describe
 
 RESERVED_PREFIX = "mmembed:"
+CHROMA_RESERVED_STARTS = ("$", "#")
+CHROMA_RESERVED_KEYS = frozenset({"chroma:document"})
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 Scalar = str | int | float | bool
 
 
+def valid_text(text: str) -> str:
+    """``text`` with lone surrogates written as ``\\udcxx`` escapes, so it can be stored as UTF-8."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _scalar(value: Any) -> Scalar | None:
-    if isinstance(value, bool) or isinstance(value, (int, str)):
+    if isinstance(value, bool):
         return value
+    if isinstance(value, int):
+        return value if INT64_MIN <= value <= INT64_MAX else str(value)  # Chroma would round it to a float
+    if isinstance(value, str):
+        return valid_text(value)
     if isinstance(value, float):
         if math.isnan(value) or math.isinf(value):
             return str(value)
@@ -33,7 +52,7 @@ def _scalar(value: Any) -> Scalar | None:
             return _scalar(value.item())
         except Exception:  # noqa: BLE001
             pass
-    return str(value)
+    return valid_text(str(value))
 
 
 def sanitize_metadata(metadata: Mapping[str, Any] | None, *, where: str = "metadata") -> dict[str, Any] | None:
@@ -43,24 +62,33 @@ def sanitize_metadata(metadata: Mapping[str, Any] | None, *, where: str = "metad
     if not isinstance(metadata, Mapping):
         raise InputError(f"{where} must be a dict, got {describe(metadata)}")
     out: dict[str, Any] = {}
+    seen: set[str] = set()
 
     def visit(prefix: str, value: Any) -> None:
         if isinstance(value, Mapping):
             for k, v in value.items():
-                if not isinstance(k, str):
-                    k = str(k)
+                k = valid_text(k if isinstance(k, str) else str(k))
                 visit(f"{prefix}.{k}" if prefix else k, v)
             return
         if not prefix:
             raise InputError(f"{where} has an empty key")
         if prefix.startswith(RESERVED_PREFIX):
             raise InputError(f"{where} key {prefix!r} uses the reserved prefix {RESERVED_PREFIX!r}")
+        if prefix.startswith(CHROMA_RESERVED_STARTS) or prefix in CHROMA_RESERVED_KEYS:
+            raise InputError(
+                f"{where} key {prefix!r} is reserved by Chroma (keys may not start with '$' or '#', nor be "
+                "'chroma:document'); rename it"
+            )
+        if prefix in seen:
+            raise InputError(f"{where} key {prefix!r} appears twice once nested dicts are flattened")
+        seen.add(prefix)
         if isinstance(value, (list, tuple, set, frozenset)):
-            items = [_scalar(v) for v in value if v is not None]
+            values = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value  # stable order
+            items = [_scalar(v) for v in values if v is not None]
             if not items:
                 return
             kinds = {type(v) for v in items}
-            if len(kinds) == 1 and not any(isinstance(v, Mapping) for v in value):
+            if len(kinds) == 1 and not any(isinstance(v, Mapping) for v in values):
                 out[prefix] = list(items)
             else:
                 out[prefix] = json.dumps([v if isinstance(v, (str, int, float, bool)) else str(v) for v in items])
