@@ -217,7 +217,9 @@ def _parts_from_dict(value: dict, *, where: str) -> list[TextPart | ImagePart]:
 
 
 def _part(value: object, *, where: str) -> TextPart | ImagePart:
-    if isinstance(value, (TextPart, ImagePart)):
+    if isinstance(value, TextPart):
+        return _text_part(value.text, where=where) if not _is_unicode(value.text) else value
+    if isinstance(value, ImagePart):
         return value
     if isinstance(value, str):
         return _text_part(value, where=where)
@@ -246,7 +248,21 @@ def _text_part(value: object, *, where: str) -> TextPart:
         raise InputError(f"{where}: text must be a str, got {describe(value)}")
     if len(value) > MAX_TEXT_CHARS:
         raise InputError(f"{where}: text of {len(value)} characters is over the {MAX_TEXT_CHARS} limit")
+    if not _is_unicode(value):
+        raise InputError(
+            f"{where}: text is not valid Unicode (it holds lone surrogates, as text mis-decoded with "
+            f"surrogateescape does): {describe(value)}; decode it with errors='replace' first"
+        )
     return TextPart(text=value)
+
+
+def _is_unicode(text: str) -> bool:
+    """True when ``text`` can be encoded as UTF-8 (tokenizers, hashing and Chroma all need that)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _image_part(value: object, *, where: str) -> ImagePart:
