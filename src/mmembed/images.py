@@ -11,10 +11,13 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import http.client
 import io
 import ipaddress
 import os
 import socket
+import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -36,7 +39,10 @@ class ImagePolicy:
 
     ``allow_remote`` turns on http(s) fetching (off by default: a RAG index should not make network
     calls because a document says so). ``allow_private_addresses`` additionally allows loopback, private
-    and link-local hosts (off even when remote is on, to stop server-side request forgery).
+    and link-local hosts (off even when remote is on, to stop server-side request forgery; the address
+    checked is the one actually connected to, so DNS rebinding cannot slip past it). ``timeout`` bounds
+    each network operation, ``total_timeout`` the whole fetch including redirects (a server dribbling a
+    byte at a time never trips a per-operation timeout).
     ``root``, when set, confines local paths to that directory (URIs stored in a collection cannot
     escape it through ``..`` or symlinks).
     """
@@ -44,6 +50,7 @@ class ImagePolicy:
     allow_remote: bool = False
     allow_private_addresses: bool = False
     timeout: float = 10.0
+    total_timeout: float = 30.0
     max_bytes: int = 32 * 1024 * 1024
     max_pixels: int = 64_000_000
     root: Path | None = None
@@ -145,10 +152,28 @@ def decode_image(data: bytes, *, name: str, policy: ImagePolicy = DEFAULT_POLICY
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageLoadError(f"image {name} refused as a decompression bomb: {exc}") from exc
     except UnidentifiedImageError as exc:
+        kind = _sniff_non_image(data)
+        if kind:
+            raise ImageLoadError(
+                f"image {name} is not a readable image: it is {kind}; supported formats: "
+                f"{', '.join(sorted(SUPPORTED_FORMATS))}"
+            ) from exc
         raise ImageLoadError(f"image {name} is not a readable image (corrupt or not an image file)") from exc
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageLoadError(f"image {name} could not be decoded (truncated or corrupt): {exc}") from exc
     return LoadedImage(_to_rgb(img), digest)
+
+
+def _sniff_non_image(data: bytes) -> str | None:
+    """Name the common non-image files people hand over as images, so the error says what to do."""
+    head = data[:2048].lstrip().lower()
+    if head.startswith(b"%pdf"):
+        return "a PDF document (render its pages to PNG first)"
+    if b"<svg" in head:
+        return "an SVG vector image (mmembed has no SVG renderer: convert it to PNG first)"
+    if head.startswith((b"<!doctype html", b"<html")):
+        return "an HTML page"
+    return None
 
 
 def _check_pixels(img: Image.Image, name: object, policy: ImagePolicy) -> None:
@@ -219,8 +244,37 @@ def _read_data_uri(uri: str, policy: ImagePolicy) -> bytes:
         raise ImageLoadError(f"data: URI is not valid base64: {exc}") from exc
 
 
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+def forbidden_address(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The non-public address hidden in ``ip`` (itself, or an IPv4 address embedded in IPv6), if any."""
+    addr = ipaddress.ip_address(ip.split("%", 1)[0])
+    candidates: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [addr]
+    if isinstance(addr, ipaddress.IPv6Address):
+        teredo = addr.teredo
+        candidates += [a for a in (addr.ipv4_mapped, addr.sixtofour, teredo[1] if teredo else None) if a]
+        if addr in _NAT64:
+            candidates.append(ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF))
+    for a in candidates:
+        if (not a.is_global or a.is_private or a.is_loopback or a.is_link_local or a.is_reserved
+                or a.is_multicast or a.is_unspecified or getattr(a, "is_site_local", False)):
+            return a
+    return None
+
+
+def _refuse_private(addr: object, url: str) -> RemoteImageError:
+    return RemoteImageError(
+        f"image URL {describe(url)} points at a private/loopback address ({addr}); "
+        "refused unless ImagePolicy(allow_private_addresses=True)"
+    )
+
+
 def check_host_allowed(host: str, port: int, policy: ImagePolicy, *, url: str) -> None:
-    """Refuse hosts that resolve to loopback/private/link-local/reserved addresses (unless allowed)."""
+    """Refuse hosts that resolve to loopback/private/link-local/reserved addresses (unless allowed).
+
+    A fast, clear refusal before connecting; :class:`_Fetch` checks the connected address again.
+    """
     if policy.allow_private_addresses:
         return
     try:
@@ -228,21 +282,79 @@ def check_host_allowed(host: str, port: int, policy: ImagePolicy, *, url: str) -
     except socket.gaierror as exc:
         raise RemoteImageError(f"image URL {describe(url)}: cannot resolve host {host!r}: {exc}") from exc
     for info in infos:
-        addr = ipaddress.ip_address(info[4][0].split("%", 1)[0])
-        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-            addr = addr.ipv4_mapped
-        if (
-            addr.is_loopback
-            or addr.is_private
-            or addr.is_link_local
-            or addr.is_reserved
-            or addr.is_multicast
-            or addr.is_unspecified
-        ):
-            raise RemoteImageError(
-                f"image URL {describe(url)} points at a private/loopback address ({addr}); "
-                "refused unless ImagePolicy(allow_private_addresses=True)"
-            )
+        bad = forbidden_address(str(info[4][0]))
+        if bad is not None:
+            raise _refuse_private(bad, url)
+
+
+class _Fetch:
+    """One fetch (with its redirects): the sockets it opened, the peer check, and the total deadline.
+
+    The deadline is enforced by a timer that shuts the sockets down, which wakes any blocked read, so no
+    server can hold a worker longer than ``total_timeout`` (+ one ``timeout`` to notice).
+    """
+
+    def __init__(self, url: str, policy: ImagePolicy) -> None:
+        self.url = url
+        self.policy = policy
+        self.sockets: list[socket.socket] = []
+        self.expired = False
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(policy.total_timeout, self.expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> "_Fetch":
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+    def expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self.sockets:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def connected(self, sock: socket.socket, url: str) -> None:
+        with self._lock:
+            self.sockets.append(sock)
+            if self.expired:
+                sock.shutdown(socket.SHUT_RDWR)
+        if not self.policy.allow_private_addresses:
+            bad = forbidden_address(str(sock.getpeername()[0]))
+            if bad is not None:
+                sock.close()
+                raise _refuse_private(bad, url)
+
+    def too_slow(self) -> RemoteImageError:
+        return RemoteImageError(
+            f"image URL {describe(self.url)} took longer than {self.policy.total_timeout:g} s "
+            "(ImagePolicy.total_timeout)"
+        )
+
+
+class _CheckedHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, *args: object, fetch: _Fetch, url: str, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._fetch, self._url = fetch, url
+
+    def connect(self) -> None:
+        super().connect()
+        self._fetch.connected(self.sock, self._url)
+
+
+class _CheckedHTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, *args: object, fetch: _Fetch, url: str, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._fetch, self._url = fetch, url
+
+    def connect(self) -> None:
+        super().connect()
+        self._fetch.connected(self.sock, self._url)
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -250,22 +362,53 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-_OPENER = urllib.request.build_opener(_NoRedirect, urllib.request.ProxyHandler({}))
+def _opener(fetch: _Fetch, url: str) -> urllib.request.OpenerDirector:
+    class HTTP(urllib.request.HTTPHandler):
+        def http_open(self, req):  # type: ignore[no-untyped-def]
+            return self.do_open(lambda *a, **kw: _CheckedHTTPConnection(*a, fetch=fetch, url=url, **kw), req)
+
+    class HTTPS(urllib.request.HTTPSHandler):
+        def https_open(self, req):  # type: ignore[no-untyped-def]
+            return self.do_open(lambda *a, **kw: _CheckedHTTPSConnection(*a, fetch=fetch, url=url, **kw), req,
+                                context=self._context)
+
+    return urllib.request.build_opener(_NoRedirect, urllib.request.ProxyHandler({}), HTTP, HTTPS)
 
 
-def _fetch_url(url: str, policy: ImagePolicy, redirects_left: int = 3) -> bytes:
+def _fetch_url(url: str, policy: ImagePolicy) -> bytes:
     if not policy.allow_remote:
         raise RemoteImageError(
             f"image URL {describe(url)} refused: remote images are off; pass allow_remote=True to fetch them"
         )
+    with _Fetch(url, policy) as fetch:
+        try:
+            data = _fetch_following(url, policy, fetch, redirects_left=3)
+        except RemoteImageError as exc:
+            if fetch.expired:
+                raise fetch.too_slow() from None
+            if describe(url) not in str(exc):  # failed after a redirect: name the URL the user gave too
+                raise RemoteImageError(f"image URL {describe(url)} was redirected, then: {exc}") from exc
+            raise
+        if fetch.expired:  # a read cut short by the deadline looks like a short body
+            raise fetch.too_slow()
+    return data
+
+
+def _fetch_following(url: str, policy: ImagePolicy, fetch: _Fetch, redirects_left: int) -> bytes:
     parsed = urllib.parse.urlsplit(url)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+    if parsed.scheme not in ("http", "https"):
+        scheme = parsed.scheme or "(none)"
+        raise RemoteImageError(f"image URL {describe(url)}: the {scheme}:// scheme is not supported; only http(s)")
+    if not parsed.hostname:
         raise RemoteImageError(f"image URL {describe(url)}: only http(s) URLs with a host are allowed")
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    except ValueError as exc:
+        raise RemoteImageError(f"image URL {describe(url)} has an invalid port") from exc
     check_host_allowed(parsed.hostname, port, policy, url=url)
     request = urllib.request.Request(url, headers={"User-Agent": "mmembed", "Accept": "image/*"})
     try:
-        with _OPENER.open(request, timeout=policy.timeout) as response:
+        with _opener(fetch, url).open(request, timeout=policy.timeout) as response:
             ctype = (response.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
             if ctype not in policy.allowed_content_types:
                 raise RemoteImageError(
@@ -280,12 +423,15 @@ def _fetch_url(url: str, policy: ImagePolicy, redirects_left: int = 3) -> bytes:
             if redirects_left <= 0:
                 raise RemoteImageError(f"image URL {describe(url)}: too many redirects") from exc
             target = urllib.parse.urljoin(url, exc.headers["Location"])
-            return _fetch_url(target, policy, redirects_left - 1)
+            return _fetch_following(target, policy, fetch, redirects_left - 1)
         raise RemoteImageError(f"image URL {describe(url)} failed with HTTP {exc.code}") from exc
     except RemoteImageError:
         raise
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        raise RemoteImageError(f"image URL {describe(url)} could not be fetched: {exc}") from exc
+    except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException) as exc:
+        if fetch.expired:
+            raise fetch.too_slow() from exc
+        reason = getattr(exc, "reason", exc)
+        raise RemoteImageError(f"image URL {describe(url)} could not be fetched: {reason}") from exc
     if len(data) > policy.max_bytes:
         raise RemoteImageError(f"image URL {describe(url)} is over the {policy.max_bytes}-byte cap")
     return data
