@@ -27,7 +27,7 @@ CollectionOpt = Annotated[str, typer.Option("--collection", "-c", help="Collecti
 UrlOpt = Annotated[Optional[str], typer.Option("--url", help="Chroma server URL, e.g. http://127.0.0.1:8000.")]
 HostOpt = Annotated[Optional[str], typer.Option("--host", help="Chroma server host (instead of --db).")]
 PortOpt = Annotated[int, typer.Option("--port", help="Chroma server port.")]
-EncoderOpt = Annotated[str, typer.Option("--encoder", "-e", help="Encoder name or model directory.")]
+EncoderOpt = Annotated[str, typer.Option("--encoder", "-e", help="Encoder name, model directory, or package.module:factory.")]
 
 
 def _fail(message: str) -> None:
@@ -57,18 +57,35 @@ def index(
     strict: Annotated[bool, typer.Option("--strict", help="Stop at the first unreadable input instead of skipping it.")] = False,
     recursive: Annotated[bool, typer.Option("--recursive/--no-recursive")] = True,
 ) -> None:
-    """Index a folder or manifest. Re-running is cheap: content already indexed is not embedded again."""
+    """Index a folder or manifest. Re-running is cheap: content already indexed is not embedded again.
+
+    Records are written chunk by chunk, so an interrupted run keeps what it finished and a re-run resumes.
+    """
     from .errors import MMEmbedError
     from .sources import read_source
+    from .store import AddResult
+
+    total = AddResult()
+    docs: list = []  # type: ignore[type-arg]
+
+    def report_skipped() -> None:
+        for s in total.skipped:
+            typer.secho(f"  skipped {docs[s.index].origin}: {s.reason}", fg=typer.colors.YELLOW, err=True)
+
+    def stopped(message: str, code: int) -> None:
+        done = len(total.added) + len(total.unchanged) + len(total.skipped)
+        if done:
+            typer.echo(f"stopped after {done} of {len(docs)} inputs: {total.summary()}. Finished records are "
+                       "kept; run the same command again to resume.", err=True)
+            report_skipped()
+        typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=code)
 
     try:
         docs = read_source(path, recursive=recursive)
         if not docs:
             _fail(f"no images or rows found in {path}")
         store = open_store(db, collection, url, host, port, encoder)
-        from .store import AddResult
-
-        total = AddResult()
         chunk = batch_size * 4
         from tqdm.auto import tqdm
 
@@ -82,12 +99,15 @@ def index(
                     s.index += start
                 total.merge(res)
                 bar.update(len(part))
+        count = store.count()
     except MMEmbedError as exc:
-        _fail(str(exc))
+        stopped(str(exc), 2)
         return
-    typer.echo(f"{total.summary()}; collection {collection!r} now holds {store.count()} documents")
-    for s in total.skipped:
-        typer.secho(f"  skipped {docs[s.index].origin}: {s.reason}", fg=typer.colors.YELLOW, err=True)
+    except KeyboardInterrupt:
+        stopped("interrupted", 130)
+        return
+    typer.echo(f"{total.summary()}; collection {collection!r} now holds {count} documents")
+    report_skipped()
 
 
 @app.command()
