@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ToyEncoder
-from mmembed import EncoderMismatchError, MMEmbedError, Store
+from mmembed import EncoderMismatchError, InputError, Store
+from mmembed.errors import StoreConnectionError
 
 from .conftest import TOY, ChromaServer, free_port, make_captioned_images, run_cli
 
@@ -36,7 +37,7 @@ def test_server_data_survives_a_server_restart(chroma_server_factory, tmp_path: 
     store = Store(url=server.url, encoder=ToyEncoder(), collection="restart")
     ids = store.add(["kept across restarts", "second record"]).added
     server.stop()
-    with pytest.raises(MMEmbedError, match="cannot reach the Chroma server"):
+    with pytest.raises(StoreConnectionError, match=f"cannot reach the Chroma server at {server.url}"):
         Store(url=server.url, encoder=ToyEncoder(), collection="restart").count()
     again = chroma_server_factory(tmp_path / "data", port=server.port)
     reopened = Store(url=again.url, encoder=ToyEncoder(), collection="restart")
@@ -54,10 +55,10 @@ def test_server_collection_refuses_another_encoder(chroma_server: ChromaServer, 
 
 def test_unreachable_server_is_a_clear_error() -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    with pytest.raises(MMEmbedError, match=f"cannot reach the Chroma server at {url}"):
+    with pytest.raises(StoreConnectionError, match=f"cannot reach the Chroma server at {url}"):
         Store(url=url, encoder=ToyEncoder()).count()
-    for bad in ("ftp://example.org", "127.0.0.1:8000", "http://"):
-        with pytest.raises(MMEmbedError, match="http"):
+    for bad in ("ftp://example.org", "127.0.0.1:8000", "http://", "http://127.0.0.1:notaport"):
+        with pytest.raises(InputError, match="http|port"):
             Store(url=bad, encoder=ToyEncoder())
 
 
