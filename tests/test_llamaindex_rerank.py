@@ -10,10 +10,11 @@ import pytest
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import ImageNode, MetadataMode, NodeWithScore, QueryBundle, TextNode
 
+from llama_index.embeddings.mmembed import MMEmbedEmbedding
 from llama_index.postprocessor.mmembed_rerank import MMEmbedRerank
 from mmembed import ImageLoadError, InputError
 
-from llamaindex_support import ToyReranker, make_colour_folder, no_network  # noqa: F401
+from llamaindex_support import ColourWordEncoder, ToyReranker, make_colour_folder, no_network  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("no_network")
 
@@ -85,6 +86,16 @@ def test_keep_retrieval_score_and_instruction(folder: Path) -> None:
     assert best.node.node_id == "t-apple" and best.node.metadata["retrieval_score"] == pytest.approx(0.6)
     plain = MMEmbedRerank(reranker=ToyReranker(), top_n=1).postprocess_nodes(_nodes(folder), query_str="a red apple")
     assert best.score != pytest.approx(plain[0].score)  # the instruction reached the reranker
+
+
+def test_reranker_built_from_the_embedding_encoder(folder: Path) -> None:
+    """The default reranker re-scores with the first-stage encoder: an MMEmbedEmbedding can be handed over."""
+    embed = MMEmbedEmbedding(encoder=ColourWordEncoder())
+    rr = MMEmbedRerank("default", encoder=embed, top_n=2)
+    assert rr.reranker.encoder is embed.encoder  # re-scores in the space the nodes were embedded in
+    out = rr.postprocess_nodes(_nodes(folder), query_str="a red apple on a table")
+    assert len(out) == 2 and "t-apple" in _ids(out)
+    assert out[0].score >= out[1].score
 
 
 async def test_async_postprocess_matches_sync(folder: Path) -> None:

@@ -17,7 +17,7 @@ from llama_index.core.schema import ImageNode, QueryBundle, TextNode
 
 from llama_index.postprocessor.mmembed_rerank import MMEmbedRerank
 from llama_index.retrievers.mmembed import MMEmbedRetriever
-from mmembed import ImageLoadError, InputError, Store
+from mmembed import ImageLoadError, InputError, ModelLoadError, Store
 from mmembed.sources import scan_folder
 
 from llamaindex_support import CAPTIONS, ColourWordEncoder, ToyReranker, make_colour_folder, no_network  # noqa: F401
@@ -117,6 +117,18 @@ def test_reranking_through_the_pipeline(store: Store) -> None:
         assert r.node.metadata["retrieval_score"] == pytest.approx(first_stage[r.node.node_id])
     assert results[0].score >= results[1].score
     assert _stem(results[0].node) == "yellow"
+
+
+def test_reranker_by_name_is_loaded_once_with_the_store_encoder(store: Store, tmp_path: Path) -> None:
+    retriever = MMEmbedRetriever(store, similarity_top_k=2, fetch_k=5, reranker="default")
+    results = retriever.retrieve("a yellow banana")
+    loaded = retriever._get_reranker()
+    assert loaded is not None and loaded.encoder is store.encoder  # the default reranker re-embeds
+    assert _stem(results[0].node) == "yellow" and "retrieval_score" in results[0].node.metadata
+    retriever.retrieve("red")
+    assert retriever._get_reranker() is loaded
+    with pytest.raises(ModelLoadError, match="unknown reranker"):
+        MMEmbedRetriever(store, reranker=str(tmp_path / "no-such-reranker")).retrieve("red")
 
 
 def test_unreadable_stored_image_raise_or_skip(tmp_path: Path, folder: Path, enc: ColourWordEncoder) -> None:
