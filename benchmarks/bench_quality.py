@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
-DEFAULT_SETS = ("tuxpaint", "tuxpaint-xling", "fashion-mnist", "emoji-composed", "python-faq")
+DEFAULT_SETS = ("tuxpaint", "tuxpaint-xling", "fashion-mnist", "fashion-mnist-inverted", "emoji-composed",
+                "python-faq")
 
 
 def machine_info() -> dict[str, Any]:

