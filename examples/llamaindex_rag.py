@@ -6,18 +6,21 @@ cache, then everything is local):
 
     python examples/llamaindex_rag.py
 
+(The first run embeds the 785 stamps twice, for the LlamaIndex index and for mmembed's store: a few minutes
+on a laptop CPU; ``--limit 100`` for a quicker look. Later runs reuse both indexes.)
+
 What it does, with LlamaIndex's own classes throughout:
 
-1. ``SimpleDirectoryReader`` reads the folder: each ``cat.png`` becomes an ``ImageDocument`` (by path, no
-   base64) and each caption ``cat.txt`` a text ``Document``.
-2. ``MultiModalVectorStoreIndex`` embeds both with ``MMEmbedEmbedding`` into two persistent
-   ``ChromaVectorStore`` collections (captions and images), one vector space for both. A second run reuses
-   them. Text queries use the ``text->text`` instruction on captions and ``text->image`` on images: two
+1. ``SimpleDirectoryReader`` reads the images: each ``cat.png`` becomes an ``ImageDocument`` (by path, no
+   base64) whose text is its caption ``cat.txt``.
+2. ``MultiModalVectorStoreIndex`` embeds the captions and the pictures with ``MMEmbedEmbedding`` into two
+   persistent ``ChromaVectorStore`` collections, one vector space for both. A second run reuses them. Text
+   queries use the ``text->text`` instruction on captions and ``text->image`` on pictures: two
    ``MMEmbedEmbedding`` objects sharing one loaded encoder.
-3. A ``RetrieverQueryEngine`` retrieves from both collections and ``MMEmbedRerank`` reorders the captions
-   and the images together; the response synthesizer runs in ``no_text`` mode, so no LLM is called, and the
-   script prints the ranked context and the prompt an LLM would get. Pass ``llm=`` to
-   ``RetrieverQueryEngine.from_args`` with any LlamaIndex LLM to get answers instead.
+3. A ``RetrieverQueryEngine`` retrieves from both collections and ``MMEmbedRerank`` reads each candidate's
+   picture and caption together against the question; the response synthesizer runs in ``no_text`` mode, so
+   no LLM is called, and the script prints the ranked context and the prompt an LLM would get. Pass ``llm=``
+   to ``RetrieverQueryEngine.from_args`` with any LlamaIndex LLM to get answers instead.
 4. An image query (``image_to_image_retrieve`` + the reranker reading the query image), and a composed
    image+text query ("this picture, but ...") through ``MMEmbedRetriever`` over mmembed's own store, which
    indexes each image together with its caption.
@@ -26,7 +29,7 @@ Options:
     --folder DIR           any folder of images with sidecar .txt captions instead of the Tux Paint stamps
     --question "..."       ask this instead of the built-in questions (repeatable)
     --image PATH           query image (default: a red apple stamp, or the folder's first image)
-    --image-text "..."     text composed with the query image (default: "but green")
+    --image-text "..."     text composed with the query image (default: "a pear")
     --model NAME_OR_DIR    the mmembed encoder (default: the bundled default model)
     --reranker NAME|none   the mmembed reranker (default: ``default``)
     -k N, --fetch-k N      nodes kept after reranking / candidates fetched per collection
@@ -51,7 +54,7 @@ from llama_index.core.llms import MockLLM
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.response_synthesizers.no_text import NoText
-from llama_index.core.schema import ImageNode, NodeWithScore, QueryBundle
+from llama_index.core.schema import Document, ImageNode, NodeWithScore, QueryBundle
 from llama_index.vector_stores.chroma import ChromaVectorStore
 
 from llama_index.embeddings.mmembed import MMEmbedEmbedding
@@ -65,9 +68,9 @@ QUESTIONS = [
 ]
 
 PROMPT = PromptTemplate(
-    "You answer questions about a collection of pictures and their captions. Each context line is a caption "
-    "or a picture (by file). Answer only from the context and name the pictures you use; if the context does "
-    "not answer the question, say so.\n\nContext:\n{context_str}\n\nQuestion: {query_str}\nAnswer: "
+    "You answer questions about a collection of pictures. Each context line is one picture: its file, then its "
+    "caption. Answer only from the context and name the pictures you use; if the context does not answer the "
+    "question, say so.\n\nContext:\n{context_str}\n\nQuestion: {query_str}\nAnswer: "
 )
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".gif")
@@ -87,12 +90,20 @@ def stamps_folder(dest: Path) -> Path:
     return dest
 
 
-def folder_files(folder: Path, limit: int | None = None) -> list[Path]:
-    """The first ``limit`` images of ``folder`` and their caption files."""
+def load_documents(folder: Path, limit: int | None = None) -> list[Document]:
+    """``SimpleDirectoryReader`` reads the images (``ImageDocument`` by path, no base64); each gets its sidecar
+    caption (``cat.png`` + ``cat.txt``) as its text, so a picture and its caption are one node."""
     images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)[: limit or None]
     if not images:
         raise SystemExit(f"no images found in {folder}")
-    return [f for img in images for f in (img, img.with_suffix(".txt")) if f.is_file()]
+    docs = SimpleDirectoryReader(input_files=[str(p) for p in images]).load_data()
+    for doc in docs:
+        caption = Path(doc.image_path).with_suffix(".txt")
+        if caption.is_file():
+            doc.set_content(caption.read_text(encoding="utf-8").strip())
+        # embed the caption, not the file's path
+        doc.excluded_embed_metadata_keys = [*doc.excluded_embed_metadata_keys, "file_path"]
+    return docs
 
 
 # ---- LlamaIndex: Chroma + MultiModalVectorStoreIndex -----------------------------------------------------------
@@ -117,8 +128,8 @@ def build_index(folder: Path, db: Path, text_embed: MMEmbedEmbedding, image_embe
     meta = {"hnsw:space": "cosine", "mmembed:encoder": encoder_name}
     text_store, image_store = (ChromaVectorStore(chroma_collection=client.get_or_create_collection(n, metadata=meta))
                                for n in COLLECTIONS)
-    docs = SimpleDirectoryReader(input_files=[str(f) for f in folder_files(folder, limit)]).load_data()
-    print(f"Indexing {len(docs)} files from {folder} into {db} ...", file=sys.stderr)
+    docs = load_documents(folder, limit)
+    print(f"Indexing {len(docs)} captioned images from {folder} into {db} ...", file=sys.stderr)
     ctx = StorageContext.from_defaults(vector_store=text_store, image_store=image_store)
     return MultiModalVectorStoreIndex.from_documents(docs, storage_context=ctx, embed_model=text_embed,
                                                      image_embed_model=image_embed, show_progress=True)
@@ -148,12 +159,11 @@ def build_engine(index: MultiModalVectorStoreIndex, reranker: BaseNodePostproces
 # ---- output -----------------------------------------------------------------------------------------------------
 def describe_node(n: NodeWithScore) -> str:
     node = n.node
+    text = (node.text or "").strip()
     if isinstance(node, ImageNode):
-        caption = Path(node.image_path or "").with_suffix(".txt")
-        text = caption.read_text(encoding="utf-8").strip() if caption.is_file() else (node.text or "")
-        return f"picture {Path(node.image_path or node.image_url or '?').name}" + (f" ({text})" if text else "")
-    source = node.metadata.get("file_name")
-    return f"caption {node.get_content().strip()!r}" + (f" [{source}]" if source else "")
+        name = Path(node.image_path or node.image_url or "?").name
+        return f"picture {name}" + (f": {text!r}" if text else "")
+    return f"text {text!r}"
 
 
 def context_lines(nodes: Sequence[NodeWithScore], k: int) -> str:
@@ -210,7 +220,7 @@ def main(argv: Sequence[str] | None = None, *, encoder: Any = None) -> int:
     p.add_argument("--folder", type=Path, help="folder of images with sidecar .txt captions (default: Tux Paint)")
     p.add_argument("--question", action="append", help="question to answer (repeatable)")
     p.add_argument("--image", type=Path, help="query image")
-    p.add_argument("--image-text", default="but green", help="text composed with the query image")
+    p.add_argument("--image-text", default="a pear", help="text composed with the query image")
     p.add_argument("--model", default="default", help="mmembed encoder name or directory")
     p.add_argument("--reranker", default="default", help="mmembed reranker name or directory, or 'none'")
     p.add_argument("-k", type=int, default=4, help="nodes kept after reranking")

@@ -42,17 +42,17 @@ def test_main_runs_offline_and_reuses_its_index(example, tmp_path: Path) -> None
     code, out, err = _run(example, argv, ColourWordEncoder())
     assert code == 0, err
     section = out.split("=== a red apple\n", 1)[1]
-    assert section.startswith("[1] ") and "red" in section.splitlines()[0]
+    assert section.startswith("[1] picture red.png: 'a red apple on a table'")
     assert "Prompt for an LLM:" in out and "Question: a red apple" in out
-    assert "=== pictures like blue.png\n[1] picture blue.png (the blue sea under the sky)" in out
+    assert "=== pictures like blue.png\n[1] picture blue.png: 'the blue sea under the sky'" in out
     assert "=== blue.png + 'the blue sea'\n[1] picture blue.png" in out
-    assert "Indexing 8 files" in err
+    assert "Indexing 4 captioned images" in err
     code, out2, err2 = _run(example, argv, ColourWordEncoder())
     assert code == 0 and "Reusing the index" in err2 and "4 already indexed" in err2
     assert out2 == out
     # another encoder: the collections are rebuilt, not mixed
     code, _, err3 = _run(example, argv, ColourWordEncoder(name="other-encoder"))
-    assert code == 0 and "Indexing 8 files" in err3
+    assert code == 0 and "Indexing 4 captioned images" in err3
 
 
 def test_missing_reranker_falls_back_and_bad_image_is_reported(example, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -75,7 +75,7 @@ def test_pieces_with_a_reranker(example, tmp_path: Path) -> None:  # type: ignor
     nodes = example.ask(example.build_engine(index, reranker, k=2, fetch_k=3), "blue", 2, out=out)
     assert len(nodes) == 2 and nodes[0].score >= nodes[1].score
     assert "blue" in out.getvalue().split("\n[1] ", 1)[1].splitlines()[0]
-    # --limit 3: blue, green, red (sorted) and their captions; yellow was not indexed
+    # limit=3: blue, green, red (sorted); yellow was not indexed
     assert "yellow" not in out.getvalue().split("Prompt")[0]
     nodes = example.ask_with_image(index, reranker, folder / "green.png", k=1, fetch_k=3, out=io.StringIO())
     assert Path(nodes[0].node.image_path).name == "green.png"
