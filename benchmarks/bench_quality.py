@@ -84,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--datasets", nargs="+", default=list(DEFAULT_SETS), help="sets to run (default: all)")
     ap.add_argument("--limit", type=int, default=None, help="fixed random sample per set (quick runs)")
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads (default: torch's choice; 1 is much faster on an oversubscribed CPU)")
     ap.add_argument("--out", type=Path, default=RESULTS / "quality.json")
     args = ap.parse_args(argv)
 
@@ -93,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     load_start = load_average()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     encoder = mmembed.load_encoder(args.encoder)
     reranker = None if args.no_reranker else resolve_reranker(args.reranker, encoder)
     index = DenseIndex(encoder, batch_size=args.batch_size)
