@@ -316,7 +316,7 @@ class Store:
             try:
                 part.load(policy)
             except ImageLoadError as exc:
-                raise ImageLoadError(f"{where}: {exc}") from exc
+                raise type(exc)(f"{where}: {exc}") from exc
         digest = item.content_hash(policy)
         record_meta = sanitize_metadata(meta, where=f"{where} metadata") or {}
         record_meta[_K_HASH] = digest

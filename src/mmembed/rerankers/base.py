@@ -67,7 +67,7 @@ class Reranker(ABC):
                     try:
                         part.load(self.image_policy)
                     except ImageLoadError as exc:
-                        raise ImageLoadError(f"{name}: {exc}") from exc
+                        raise type(exc)(f"{name}: {exc}") from exc
             except InputError as exc:
                 if on_error == "raise":
                     raise
