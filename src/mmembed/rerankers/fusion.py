@@ -108,6 +108,8 @@ def bm25_scores(query: str, texts: Sequence[str], *, stopwords: str | None = "en
     """BM25 of ``query`` against ``texts`` with the statistics of ``texts`` (empty texts score 0)."""
     import bm25s
 
+    # bm25s sets its own logger to DEBUG when imported and logs every index build; keep that quiet
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
     scores = np.zeros(len(texts), dtype=np.float64)
     rows = [i for i, t in enumerate(texts) if t.strip()]
     if not rows or not query.strip():
