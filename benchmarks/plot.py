@@ -110,12 +110,33 @@ def plot_latency(data: dict[str, Any], out: Path) -> Path:
     return out
 
 
-def quality_markdown(data: dict[str, Any]) -> str:
-    lines = ["| dataset | subset | system | queries | docs | " + " | ".join(METRICS) + " |",
-             "|---|---|---|---:|---:|" + "---:|" * len(METRICS)]
+def _short_system(name: str, encoder: str) -> str:
+    if name == encoder:
+        return "encoder"
+    if name.startswith(encoder + " + "):
+        return "+ reranker"
+    return {"tfidf": "TF-IDF", "bm25": "BM25"}.get(name, name)
+
+
+def quality_markdown(data: dict[str, Any], cells: tuple[str, ...] = ("R@1", "R@10", "nDCG@10")) -> str:
+    """One row per dataset subset, one column per system; each cell is ``R@1 / R@10 / nDCG@10``."""
+    encoder = data.get("encoder", "")
+    systems: list[str] = []
+    table: dict[tuple[str, str], dict[str, Any]] = {}
     for r in data["results"]:
-        vals = " | ".join(f"{r['metrics'][m]:.3f}" for m in METRICS)
-        lines.append(f"| {r['dataset']} | {r['subset']} | {r['system']} | {r['queries']} | {r['documents']} | {vals} |")
+        short = _short_system(r["system"], encoder)
+        if short not in systems:
+            systems.append(short)
+        row = table.setdefault((r["dataset"], r["subset"]), {"queries": r["queries"], "docs": r["documents"]})
+        row[short] = " / ".join(f"{r['metrics'][m]:.3f}" for m in cells)
+    head = "| dataset | subset | queries | docs | " + " | ".join(systems) + " |"
+    lines = [head, "|---|---|---:|---:|" + "---|" * len(systems)]
+    for (dset, sub), row in table.items():
+        lines.append(f"| {dset} | {sub} | {row['queries']} | {row['docs']} | "
+                     + " | ".join(row.get(s, "") for s in systems) + " |")
+    lines.append("")
+    lines.append(f"Cells: {' / '.join(cells)}. encoder = `{encoder}`; + reranker = `{data.get('reranker')}` "
+                 f"on the top {data.get('fetch_k')}.")
     return "\n".join(lines)
 
 
