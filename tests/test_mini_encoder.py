@@ -81,15 +81,16 @@ def test_shapes_normalisation_and_determinism(enc: MiniEncoder, tmp_path: Path) 
 
 def test_interleaved_is_score_fusion_of_text_and_mean_image(enc: MiniEncoder) -> None:
     red, blue = _disc("red"), _square("blue")
+    w = enc.model.image_weight  # the committed fusion.image_weight
     t, r, b = enc.encode_documents(["a red ball", red, blue])
     fused = enc.encode_documents([{"text": "a red ball", "image": red}])[0]
-    expect = (t + r) / np.linalg.norm(t + r)
+    expect = (t + w * r) / np.linalg.norm(t + w * r)
     np.testing.assert_allclose(fused, expect, atol=1e-5)
     two = enc.encode_documents([{"images": [red, blue]}])[0]
     mean = (r + b) / np.linalg.norm(r + b)
     np.testing.assert_allclose(two, mean, atol=1e-5)
     three = enc.encode_documents([["a red ball", red, "and", blue]])[0]
-    expect3 = enc.encode_documents(["a red ball\nand"])[0] + mean
+    expect3 = enc.encode_documents(["a red ball\nand"])[0] + w * mean
     np.testing.assert_allclose(three, expect3 / np.linalg.norm(expect3), atol=1e-5)
 
 
@@ -245,3 +246,99 @@ def test_encode_items_is_differentiable_for_trainers() -> None:
     assert m.query_adapter.fc2.weight.grad is not None and m.query_adapter.fc2.weight.grad.abs().sum() > 0
     assert m.image_tower.head[-1].weight.grad is not None and m.image_tower.head[-1].weight.grad.abs().sum() > 0
     assert m.doc_adapter.fc2.weight.grad is None  # documents were detached
+
+
+# ---- fusion weight (config "fusion": {"image_weight": w}) ---------------------------------------------
+
+
+def _with_fusion(tmp_path: Path, fusion: object, *, name: str = "w") -> Path:
+    """A copy of the committed checkpoint whose config has ``fusion`` (or none, if ``fusion`` is None)."""
+    d = tmp_path / name
+    d.mkdir()
+    shutil.copy(DEFAULT_DIR / "model.safetensors", d / "model.safetensors")
+    cfg = json.loads((DEFAULT_DIR / "mmembed_config.json").read_text())
+    cfg.pop("fusion", None)
+    if fusion is not None:
+        cfg["fusion"] = fusion
+    (d / "mmembed_config.json").write_text(json.dumps(cfg))
+    return d
+
+
+def test_committed_config_sets_the_measured_image_weight(enc: MiniEncoder) -> None:
+    from mmembed.encoders.mini import DEFAULT_IMAGE_WEIGHT
+
+    cfg = json.loads((DEFAULT_DIR / "mmembed_config.json").read_text())
+    assert cfg["fusion"] == {"image_weight": DEFAULT_IMAGE_WEIGHT}
+    assert enc.model.image_weight == DEFAULT_IMAGE_WEIGHT < 1.0
+    assert default_config()["fusion"] == {"image_weight": DEFAULT_IMAGE_WEIGHT}  # new models get it too
+
+
+def test_image_weight_is_read_from_config_and_changes_only_fused_vectors(enc: MiniEncoder, tmp_path: Path) -> None:
+    red, blue = _disc("red"), _square("blue")
+    w03 = load_mini(_with_fusion(tmp_path, {"image_weight": 0.3}, name="w03"))
+    w1 = load_mini(_with_fusion(tmp_path, {"image_weight": 1.0}, name="w1"))
+    w0 = load_mini(_with_fusion(tmp_path, {"image_weight": 0}, name="w0"))
+    assert (w03.model.image_weight, w1.model.image_weight, w0.model.image_weight) == (0.3, 1.0, 0.0)
+    single = ["a red ball", red, {"images": [red, blue]}]
+    base = w1.encode_documents(single)
+    for e in (w03, w0, enc):  # text-only and image-only items do not depend on the weight
+        np.testing.assert_array_equal(e.encode_documents(single), base)
+        np.testing.assert_array_equal(e.encode_queries(single, task=None), w1.encode_queries(single, task=None))
+    t, r = base[0], base[1]
+    mean = base[2]
+    items = [{"text": "a red ball", "image": red}, {"text": "a red ball", "images": [red, blue]}]
+    for e, w in ((w03, 0.3), (w1, 1.0), (w0, 0.0)):
+        got = e.encode_documents(items)
+        for row, img in zip(got, (r, mean)):
+            expect = t + w * img
+            np.testing.assert_allclose(row, expect / np.linalg.norm(expect), atol=1e-5)
+    np.testing.assert_allclose(w0.encode_documents(items), np.stack([t, t]), atol=1e-6)  # w = 0: the text alone
+    assert not np.allclose(w03.encode_documents(items)[0], w1.encode_documents(items)[0], atol=1e-3)
+    # vectors of fused items differ, so the name differs and a store built with another fusion is refused
+    assert len({w03.name, w1.name, w0.name, enc.name}) == 4
+
+
+def test_config_without_fusion_keeps_the_old_equal_weights_and_name(tmp_path: Path) -> None:
+    import hashlib
+
+    old = load_mini(_with_fusion(tmp_path, None))
+    assert old.model.image_weight == 1.0
+    digest = hashlib.sha256((DEFAULT_DIR / "model.safetensors").read_bytes()).hexdigest()[:8]
+    assert old.name == f"mmembed-mini-v1-{digest}"  # the name it had before the field existed
+    assert load_mini(_with_fusion(tmp_path, {"image_weight": 1}, name="one")).name == old.name
+
+
+def test_encode_items_training_path_uses_the_same_weight(tmp_path: Path) -> None:
+    from mmembed.inputs import coerce_many
+
+    e = load_mini(_with_fusion(tmp_path, {"image_weight": 0.25}))
+    items = ["a red apple", {"text": "ball", "image": _disc("red")}, _square("blue")]
+    served = e.encode_documents(items)
+    m = e.model
+    with torch.no_grad():  # eval mode: the trainer's path gives exactly what the encoder serves
+        np.testing.assert_allclose(m.encode_items(coerce_many(items), instruction=None, is_query=False).numpy(),
+                                   served, atol=1e-5)
+    m.train()
+    d = m.encode_items(coerce_many(items), instruction=None, is_query=False)
+    assert d.requires_grad
+    # train mode: batch norm uses the batch statistics, so recompute the arithmetic on the same image batch
+    from mmembed.encoders.mini import arrays_to_tensor, image_to_array
+
+    t = m.embed_texts(["a red apple", "ball"])
+    pix = arrays_to_tensor([image_to_array(img, m.image_size) for img in (_disc("red"), _square("blue"))])
+    i = m.embed_images(pix.to(next(m.image_tower.parameters()).dtype))
+    expect = torch.stack([t[0], torch.nn.functional.normalize(t[1] + 0.25 * i[0], dim=-1), i[1]])
+    torch.testing.assert_close(d.detach(), expect.detach(), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("fusion, match", [
+    ({"image_weight": -0.1}, "finite number >= 0"),
+    ({"image_weight": "0.3"}, "finite number >= 0"),
+    ({"image_weight": float("nan")}, "finite number >= 0"),
+    ({"image_weight": True}, "finite number >= 0"),
+    ({"image_weight": 0.3, "text_weight": 1}, "unknown \"fusion\" keys"),
+    (0.3, "must be an object"),
+])
+def test_bad_fusion_config_is_refused(tmp_path: Path, fusion: object, match: str) -> None:
+    with pytest.raises(ModelLoadError, match=match):
+        load_mini(_with_fusion(tmp_path, fusion))

