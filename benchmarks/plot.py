@@ -44,7 +44,7 @@ def _caption(data: dict[str, Any]) -> str:
             f"{data.get('command', '')}")
 
 
-def plot_quality(data: dict[str, Any], out: Path, metric: str = "R@10") -> Path:
+def plot_quality(data: dict[str, Any], out: Path, metric: str = "nDCG@10") -> Path:
     plt = _pyplot()
     rows = data["results"]
     groups: list[tuple[str, str]] = []
@@ -72,10 +72,10 @@ def plot_quality(data: dict[str, Any], out: Path, metric: str = "R@10") -> Path:
     ax.set_yticklabels([f"{d} | {s}" for d, s in groups], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
-    ax.set_xlabel(f"{metric} (success@k; exact search over each whole pool)")
+    ax.set_xlabel(f"{metric} (exact search over each whole pool; R@k is success@k)", fontsize=8)
     ax.set_title(f"Retrieval quality: {data.get('encoder', '')}", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.4, -0.05), ncol=2, frameon=False)
     fig.text(0.01, 0.005, _caption(data), fontsize=6, color="0.4")
     fig.tight_layout(rect=(0, 0.02, 1, 1))
     fig.savefig(out, dpi=120)
@@ -157,7 +157,7 @@ def latency_markdown(data: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--results", type=Path, default=RESULTS, help="folder with quality.json / latency.json")
-    ap.add_argument("--metric", default="R@10", choices=METRICS, help="metric of the quality figure")
+    ap.add_argument("--metric", default="nDCG@10", choices=METRICS, help="metric of the quality figure")
     ap.add_argument("--markdown", action="store_true", help="print Markdown tables too")
     args = ap.parse_args(argv)
     quality = _load(args.results / "quality.json")
