@@ -337,24 +337,24 @@ class _Fetch:
         )
 
 
-class _CheckedHTTPConnection(http.client.HTTPConnection):
+class _CheckedConnectMixin:
+    """Checks the address a connection actually reached (closes DNS rebinding between check and connect)."""
+
     def __init__(self, *args: object, fetch: _Fetch, url: str, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
         self._fetch, self._url = fetch, url
 
     def connect(self) -> None:
-        super().connect()
-        self._fetch.connected(self.sock, self._url)
+        super().connect()  # type: ignore[misc]
+        self._fetch.connected(self.sock, self._url)  # type: ignore[attr-defined]
 
 
-class _CheckedHTTPSConnection(http.client.HTTPSConnection):
-    def __init__(self, *args: object, fetch: _Fetch, url: str, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self._fetch, self._url = fetch, url
+class _CheckedHTTPConnection(_CheckedConnectMixin, http.client.HTTPConnection):
+    pass
 
-    def connect(self) -> None:
-        super().connect()
-        self._fetch.connected(self.sock, self._url)
+
+class _CheckedHTTPSConnection(_CheckedConnectMixin, http.client.HTTPSConnection):
+    pass
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
