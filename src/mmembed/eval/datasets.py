@@ -635,9 +635,18 @@ def _generic_task(qmod: str, tmod: str) -> str | None:
 # ---- registry ----------------------------------------------------------------------------------------------
 Builder = Callable[..., EvalDataset]
 
+
+def tuxpaint_mixed(**kwargs: Any) -> EvalDataset:
+    """Modality bias: one pool of stamp images + caption texts; text->image must return images (ModAcc@1)."""
+    from .modality import tuxpaint_mixed as build  # the builder lives with its metric
+
+    return build(**kwargs)
+
+
 DATASETS: dict[str, Builder] = {
     "tuxpaint": tuxpaint,
     "tuxpaint-xling": tuxpaint_xling,
+    "tuxpaint-mixed": tuxpaint_mixed,
     "fashion-mnist": fashion_mnist,
     "fashion-mnist-inverted": fashion_mnist_inverted,
     "emoji-composed": emoji_composed,

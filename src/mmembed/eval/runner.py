@@ -27,6 +27,7 @@ import numpy as np
 from ..errors import InputError
 from .datasets import EvalDataset, Pool, Subset
 from .metrics import METRIC_NAMES, mean_metrics, per_query_metrics
+from .modality import modality_metrics
 
 #: Baseline systems the runner knows: constant scores (exact chance level) and two lexical rankers.
 BASELINES: tuple[str, ...] = ("chance", "tfidf", "bm25")
@@ -156,7 +157,7 @@ def evaluate_dense(
     for start, stop in _chunks(len(subset), docs.shape[0]):
         scores = queries[start:stop] @ docs.T
         rel = subset.relevant[start:stop]
-        dense_parts.append(per_query_metrics(scores, rel))
+        dense_parts.append({**per_query_metrics(scores, rel), **modality_metrics(scores, subset, start, stop)})
         if reranker is not None:
             t1 = time.perf_counter()
             top = _top_candidates(scores, fetch_k)
@@ -170,7 +171,7 @@ def evaluate_dense(
                 lifted[i] = rerank_scores(scores[i], cands, values)
                 if progress:
                     progress(1)
-            rerank_parts.append(per_query_metrics(lifted, rel))
+            rerank_parts.append({**per_query_metrics(lifted, rel), **modality_metrics(lifted, subset, start, stop)})
             rerank_seconds += time.perf_counter() - t1
         elif progress:
             progress(stop - start)
@@ -304,8 +305,8 @@ def evaluate(
             if not baseline_applies(name, subset):
                 continue
             t0 = time.perf_counter()
-            parts = [per_query_metrics(chunk, subset.relevant[s:e]) for (s, e), chunk in
-                     _baseline_chunks(name, subset)]
+            parts = [{**per_query_metrics(chunk, subset.relevant[s:e]), **modality_metrics(chunk, subset, s, e)}
+                     for (s, e), chunk in _baseline_chunks(name, subset)]
             results.append(Result(system=name, metrics=mean_metrics(parts), seconds=time.perf_counter() - t0,
                                   **{**base, "task": None}))  # type: ignore[arg-type]
     return results
@@ -318,8 +319,12 @@ def _baseline_chunks(name: str, subset: Subset):  # type: ignore[no-untyped-def]
 
 
 # ---- output ----------------------------------------------------------------------------------------------
-def format_table(results: Sequence[Result], metrics: Sequence[str] = METRIC_NAMES) -> str:
-    """A fixed-width text table, one row per result."""
+def format_table(results: Sequence[Result], metrics: Sequence[str] | None = None) -> str:
+    """A fixed-width text table, one row per result (default columns: the standard metrics, then any extra
+    metric a dataset adds, such as ``ModAcc@1``)."""
+    if metrics is None:
+        extra = [m for r in results for m in r.metrics if m not in METRIC_NAMES]
+        metrics = [*METRIC_NAMES, *dict.fromkeys(extra)]
     head = ["dataset", "subset", "system", "queries", "docs", *metrics]
     rows = [[r.dataset, r.subset, r.system, str(r.queries), str(r.documents),
              *[f"{r.metrics.get(m, float('nan')):.3f}" for m in metrics]] for r in results]
