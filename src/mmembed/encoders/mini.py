@@ -235,7 +235,8 @@ class MiniModel(nn.Module):
         and averaged per item; the two are summed (CLIP score fusion) as ``t + w * i`` with ``w`` =
         :attr:`image_weight` when the item has text (``w`` = 1 for image-only items, so their vectors do not
         depend on it), normalised, then passed through the query adapter (with the instruction's embedding)
-        or the document adapter. Not normalised again.
+        or the document adapter (documents with an image; text-only documents are left as the text tower
+        embeds them). Not normalised again.
         """
         dev = self.logit_scale.device
         dtype = dtype or next(self.image_tower.parameters()).dtype
@@ -261,7 +262,12 @@ class MiniModel(nn.Module):
         if is_query:
             e = self.embed_texts([instruction]).to(dev)[0] if instruction else None
             return self.query_adapter(out, e)
-        return self.doc_adapter(out, None)
+        # only documents holding an image pass the document adapter: text-only documents keep the frozen
+        # text tower's vectors, so text->text retrieval stays the tower's whatever the adapters learned
+        has_image = torch.tensor([bool(it.images) for it in items], device=dev)
+        if not bool(has_image.any()):
+            return out
+        return torch.where(has_image[:, None], self.doc_adapter(out, None), out)
 
     def save(self, directory: str | os.PathLike[str], *, dtype: torch.dtype = torch.float32,
              extra_config: dict[str, Any] | None = None) -> Path:
