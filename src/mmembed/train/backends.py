@@ -31,7 +31,7 @@ from torch import nn
 
 from ..errors import MMEmbedError
 from ..images import DEFAULT_POLICY, ImagePolicy
-from ..inputs import Interleaved, TextPart
+from ..inputs import Interleaved
 
 #: What can be trained, by name (``--train``).
 PARTS = ("adapters", "image-tower", "temperature")
@@ -54,10 +54,11 @@ class TrainableBackend(ABC):
 
     @abstractmethod
     def embed(self, items: torch.Tensor, instructions: torch.Tensor | None, *, is_query: bool,
-              generator: torch.Generator | None = None) -> torch.Tensor:
+              generator: torch.Generator | None = None, adapt: bool = True) -> torch.Tensor:
         """L2-normalised ``(n, dim)`` embeddings of prepared items (by index); ``instructions`` holds an index
         into the prepared instructions per row, ``-1`` for none. In training mode it is differentiable and
-        may augment images with ``generator``."""
+        may augment images with ``generator``. ``adapt=False``: the towers' output before any trainable
+        adapter (the anchor that text documents and uninstructed queries are kept near)."""
 
     @abstractmethod
     def parameter_groups(self, lr: float, image_lr: float, weight_decay: float) -> list[dict[str, Any]]:
@@ -208,7 +209,7 @@ class MiniBackend(TrainableBackend):
         if not texts:
             return torch.zeros((0, self.model.dim))
         cached = self.cache.get_many(texts)
-        missing = [t for t in texts if t not in cached]
+        missing = list(dict.fromkeys(t for t in texts if t not in cached))
         if missing:
             log(f"embedding {len(missing)} texts with the frozen text tower ({len(texts) - len(missing)} cached)")
             from tqdm.auto import tqdm
@@ -302,7 +303,7 @@ class MiniBackend(TrainableBackend):
         return self._tower(pix)
 
     def embed(self, items: torch.Tensor, instructions: torch.Tensor | None, *, is_query: bool,
-              generator: torch.Generator | None = None) -> torch.Tensor:
+              generator: torch.Generator | None = None, adapt: bool = True) -> torch.Tensor:
         m = self.model
         idx = items.tolist()
         out = torch.zeros((len(idx), m.dim))
@@ -320,18 +321,25 @@ class MiniBackend(TrainableBackend):
             sums = torch.zeros_like(out).index_add(0, torch.tensor(owners), emb)
             has_img = torch.zeros(len(idx), dtype=torch.bool)
             has_img[torch.tensor(owners)] = True
-            out = out + torch.where(has_img[:, None], F.normalize(sums, dim=-1), torch.zeros_like(sums))
+            # t + w * i for items with text and images, i alone for image-only items (as the encoder does)
+            w = torch.where(has_text, m.image_weight, 1.0)[:, None]
+            out = out + torch.where(has_img[:, None], w * F.normalize(sums, dim=-1), torch.zeros_like(sums))
+        else:
+            has_img = torch.zeros(len(idx), dtype=torch.bool)
         out = F.normalize(out, dim=-1)
+        if not adapt:
+            return out
         if is_query:
             e = torch.zeros_like(out)
             if instructions is not None:
                 has = instructions >= 0
                 if bool(has.any()):
                     e[has] = self.text_table[self.instr_rows[instructions[has]]]
-            out = m.query_adapter(out, e)
+            adapted = m.query_adapter(out, e)
         else:
-            out = m.doc_adapter(out, None)
-        return F.normalize(out, dim=-1)
+            # as the encoder: only documents holding an image pass the document adapter
+            adapted = torch.where(has_img[:, None], m.doc_adapter(out, None), out)
+        return F.normalize(adapted, dim=-1)
 
     # ---- optimisation and state -------------------------------------------------------------------------
     def parameter_groups(self, lr: float, image_lr: float, weight_decay: float) -> list[dict[str, Any]]:

@@ -67,7 +67,13 @@ def train_command(
         "last five of --top-k).")] = None,
     modality_margin: Annotated[float, typer.Option(
         "--modality-margin", min=0.0, help="Cosine margin by which the positive must beat every candidate of "
-        "the other modality (0 for plain InfoNCE).")] = 0.1,
+        "the other modality (0 for plain InfoNCE).")] = 0.2,
+    anchor_weight: Annotated[float, typer.Option(
+        "--anchor-weight", min=0.0, help="Weight of the loss keeping text documents, uninstructed queries and "
+        "same-modality queries near the towers' vectors (0: off).")] = 1.0,
+    plain_fraction: Annotated[float, typer.Option(
+        "--plain-fraction", min=0.0, max=0.99, help="Share of rows asked without their instruction (against "
+        "candidates of the positive's modality only), so plain search keeps working.")] = 0.25,
     stage2_init: Annotated[str, typer.Option(
         "--stage2-init", help="Stage 2 starts from the 'initial' model (as in the paper) or the 'stage1' one.")
     ] = "initial",
@@ -104,7 +110,8 @@ def train_command(
         cfg = FinetuneConfig(stages=_parse_stages(stages), epochs=epochs, stage_epochs=stage_epochs,
                              batch_size=batch_size, lr=lr, image_lr=image_lr, hard_negatives=hard_negatives,
                              top_k=top_k, right_ranks=_parse_ranks(right_ranks), stage2_init=stage2_init,
-                             modality_margin=modality_margin,
+                             modality_margin=modality_margin, anchor_weight=anchor_weight,
+                             plain_fraction=plain_fraction,
                              seed=seed, save_every=save_every)
         check_output_dir(out, resume=resume, overwrite=overwrite)
         typer.secho(f"reading {pairs}" + (f" and {pool}" if pool else ""), err=True, fg=typer.colors.CYAN)

@@ -65,7 +65,9 @@ class FinetuneConfig:
     max_wrong: int = 8
     stage2_init: str = "initial"  # or "stage1"
     stage3_lr_scale: float = 0.2
-    modality_margin: float = 0.1  # cosine margin a wrong-modality column must stay below the positive by
+    modality_margin: float = 0.2  # cosine margin a wrong-modality column must stay below the positive by
+    anchor_weight: float = 1.0  # keep text documents and uninstructed queries where the towers put them
+    plain_fraction: float = 0.25  # share of rows asked without their instruction (within-modality ranking)
     paraphrase: bool = True
     seed: int = 0
     save_every: int = 0  # also checkpoint every N steps (0: at epoch ends only)
@@ -83,6 +85,10 @@ class FinetuneConfig:
             raise TrainingError("hard_negatives must be >= 0 and top_k >= 1")
         if self.stage2_init not in ("initial", "stage1"):
             raise TrainingError(f"stage2_init must be 'initial' or 'stage1', got {self.stage2_init!r}")
+        if not 0 <= self.plain_fraction < 1:
+            raise TrainingError(f"plain_fraction must be in [0, 1), got {self.plain_fraction}")
+        if self.anchor_weight < 0:
+            raise TrainingError(f"anchor_weight must be >= 0, got {self.anchor_weight}")
         if self.modality_margin < 0:
             raise TrainingError(f"modality_margin must be >= 0, got {self.modality_margin}")
         if self.lr <= 0 or self.image_lr <= 0:
@@ -343,9 +349,16 @@ class Finetuner:
     def _step_batch(self, rows: np.ndarray, stage: int, g: torch.Generator) -> torch.Tensor:
         d, cfg = self.data, self.cfg
         instr = []
-        for i in rows.tolist():
+        # instruction dropout: some rows are asked without their instruction. With no instruction the
+        # modality is unspecified, so for those rows only candidates of the positive's modality compete:
+        # they teach the adapters to keep the towers' ranking within a modality (plain search over images)
+        plain = (torch.rand(len(rows), generator=g) < cfg.plain_fraction).numpy()
+        for k, i in enumerate(rows.tolist()):
             opts = d.pair_instructions[i]
             if not opts:
+                instr.append(-1)
+                plain[k] = False  # a pair without instruction trains as given, against every candidate
+            elif plain[k]:
                 instr.append(-1)
             elif cfg.paraphrase and len(opts) > 1:
                 instr.append(opts[int(torch.randint(len(opts), (1,), generator=g))])
@@ -364,15 +377,44 @@ class Finetuner:
         q = self.backend.embed(torch.from_numpy(rows), torch.tensor(instr, dtype=torch.long), is_query=True,
                                generator=g)
         uniq, inverse = np.unique(cols_arr, return_inverse=True)
-        docs = self.backend.embed(torch.from_numpy(uniq + d.n_pairs), None, is_query=False, generator=g)
-        docs = docs[torch.from_numpy(inverse.reshape(-1))]
+        doc_items = torch.from_numpy(uniq + d.n_pairs)
+        docs_u = self.backend.embed(doc_items, None, is_query=False, generator=g)
+        docs = docs_u[torch.from_numpy(inverse.reshape(-1))]
         mask = false_negative_mask(d, rows, cols_arr)
+        wrong = d.pool_modality[cols_arr][None, :] != d.pool_modality[d.positive[rows]][:, None]
+        mask |= plain[:, None] & wrong
         margin = None
         if cfg.modality_margin:
-            wrong = d.pool_modality[cols_arr][None, :] != d.pool_modality[d.positive[rows]][:, None]
-            margin = np.where(wrong, cfg.modality_margin, 0.0)
+            margin = np.where(wrong & ~plain[:, None], cfg.modality_margin, 0.0)
         scale = self.backend.logit_scale.exp().clamp(max=100.0)  # type: ignore[attr-defined]
-        return contrastive_loss(q, docs, scale, mask, margin)
+        loss = contrastive_loss(q, docs, scale, mask, margin)
+        if cfg.anchor_weight > 0:
+            loss = loss + cfg.anchor_weight * self._anchor_loss(rows, q, uniq, doc_items, docs_u, g)
+        return loss
+
+    def _anchor_loss(self, rows: np.ndarray, q: torch.Tensor, uniq: np.ndarray, doc_items: torch.Tensor,
+                     docs: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        """``1 - cos`` between adapted and tower embeddings of what no instruction asks to move: the batch's
+        text documents, its queries asked *without* an instruction, and its instructed queries that ask for
+        their own modality (text->text: a text query already finds texts). The frozen text tower's space is
+        the product's text retrieval; anchoring keeps it, so only image documents and cross-modal queries
+        move far."""
+        d = self.data
+        text_code = d.modalities.index("text") if "text" in d.modalities else -1
+        text = torch.from_numpy(d.pool_modality[uniq] == text_code)
+        parts = []
+        q_items = torch.from_numpy(rows)
+        raw_q = self.backend.embed(q_items, None, is_query=True, generator=g, adapt=False).detach()
+        same = torch.tensor([d.query_modality[i] == d.target_modality(i) for i in rows.tolist()], dtype=torch.bool)
+        if bool(same.any()):
+            parts.append(1 - (q[same] * raw_q[same]).sum(-1))
+        if bool(text.any()):
+            raw = self.backend.embed(doc_items[text], None, is_query=False, adapt=False).detach()
+            parts.append(1 - (docs[text] * raw).sum(-1))
+        plain = self.backend.embed(q_items, torch.full((len(rows),), -1, dtype=torch.long), is_query=True,
+                                   generator=g)
+        parts.append(1 - (plain * raw_q).sum(-1))
+        return torch.stack([p.mean() for p in parts]).sum()
 
     # ---- the stages ------------------------------------------------------------------------------------------
     def _stage_rows(self, stage: int) -> np.ndarray:
@@ -655,7 +697,8 @@ modality-aware hard negatives, after MM-Embed (ICLR 2025). Load it with `mmembed
 - Optimiser: AdamW, lr {cfg['lr']} (image tower {cfg['image_lr']}), weight decay {cfg['weight_decay']}, batch
   {cfg['batch_size']}, warm-up {cfg['warmup_steps']} steps then cosine; {cfg['hard_negatives']} mined negatives per
   query per step; wrong-modality candidates must stay {cfg.get('modality_margin', 0)} (cosine) below the
-  positive; stage 2 starts from the {cfg['stage2_init']} model; seed {cfg['seed']}.
+  positive; anchor weight {cfg.get('anchor_weight', 0)}; {cfg.get('plain_fraction', 0):.0%} of rows asked without
+  their instruction; stage 2 starts from the {cfg['stage2_init']} model; seed {cfg['seed']}.
 
 | stage | negatives | pairs | epochs | loss (first epoch) | loss (last epoch) | seconds |
 |---|---|---|---|---|---|---|

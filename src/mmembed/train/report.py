@@ -11,10 +11,15 @@ from typing import Any
 COLUMNS = ("ModAcc@1", "R@1", "R@10", "MRR@10")
 
 
-def evaluate_sets(encoder: Any, datasets: Sequence[str], *, limit: int | None = None,
-                  batch_size: int = 64) -> list[Any]:
+def evaluate_sets(encoder: Any, datasets: Sequence[str], *, limit: int | None = None, batch_size: int = 64,
+                  uninstructed: Sequence[str] = ()) -> list[Any]:
     """Run the eval harness on ``datasets`` (names for :func:`mmembed.eval.datasets.load_dataset`) with
-    ``encoder`` (an Encoder, name or path); returns the dense rows (no baselines)."""
+    ``encoder`` (an Encoder, name or path); returns the dense rows (no baselines).
+
+    Datasets named in ``uninstructed`` are scored a second time with every query asked *without* an
+    instruction (subset names get `` (no instruction)``): fine-tuning must not break plain search."""
+    from dataclasses import replace
+
     from ..eval.datasets import load_dataset
     from ..eval.runner import DenseIndex, evaluate, resolve_encoder
 
@@ -22,7 +27,12 @@ def evaluate_sets(encoder: Any, datasets: Sequence[str], *, limit: int | None = 
     index = DenseIndex(enc, batch_size=batch_size)
     rows = []
     for spec in datasets:
-        rows += evaluate(load_dataset(spec, limit=limit), enc, baselines=False, index=index)
+        ds = load_dataset(spec, limit=limit)
+        rows += evaluate(ds, enc, baselines=False, index=index)
+        if spec in uninstructed:
+            plain = replace(ds, subsets=[replace(s, name=f"{s.name} (no instruction)", task=None)
+                                         for s in ds.subsets])
+            rows += evaluate(plain, enc, baselines=False, index=index)
     return rows
 
 
