@@ -85,8 +85,8 @@ def train_command(
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace what --out holds.")] = False,
     eval_sets: Annotated[Optional[list[str]], typer.Option(
-        "--eval", help="Evaluate these `mmembed eval` datasets before and after, into the model card "
-        "(repeatable; e.g. --eval tuxpaint-mixed).")] = None,
+        "--eval", help="Evaluate these `mmembed eval` datasets before and after (with and without the "
+        "instruction), into the model card (repeatable; e.g. --eval tuxpaint-mixed).")] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads for torch.")] = None,
 ) -> None:
     """Fine-tune an encoder so it follows task instructions across modalities (MM-Embed's recipe).
@@ -122,7 +122,7 @@ def train_command(
             from .report import evaluate_sets
 
             typer.secho(f"evaluating {encoder} before training ...", err=True, fg=typer.colors.CYAN)
-            before = evaluate_sets(encoder, eval_sets)
+            before = evaluate_sets(encoder, eval_sets, uninstructed=eval_sets)
         # SIGTERM (a scheduler stopping the job) checkpoints like Ctrl-C
         signal.signal(signal.SIGTERM, _sigterm)
         result = finetune(pair_list, encoder, out, pool=pool_list, config=cfg, parts=parts, augment=augment,
@@ -133,7 +133,7 @@ def train_command(
             from .report import add_evaluation, evaluate_sets
 
             typer.secho("evaluating the fine-tuned model ...", err=True, fg=typer.colors.CYAN)
-            after = evaluate_sets(str(result.out), eval_sets)
+            after = evaluate_sets(str(result.out), eval_sets, uninstructed=eval_sets)
             table = add_evaluation(result.out, before, after, base_label=encoder)
             typer.echo(table)
     except KeyboardInterrupt:
