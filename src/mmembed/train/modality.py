@@ -1,0 +1,240 @@
+"""The modality-bias recipe: teach the default model to follow "find an image" vs "find a text" instructions.
+
+    python -m mmembed.train.modality --work DIR
+
+1. **prepare** (cached in ``DIR/data``): pairs from the *training* sets only -- never Tux Paint, the evaluation
+   set -- written as an ordinary ``mmembed train`` pairs file:
+
+   * text->image: an emoji/icon/Fashion-MNIST name -> one of its drawings (up to ``--images-per-concept``
+     styles), under the ``text->image`` task; the names themselves are in the pool as *text documents*, so
+     the stage-1 model ranks a query's own caption text above its image: the wrong-modality hard negative;
+   * text->text: the emoji name in another language (``emojibase-data`` locales) or its keywords -> the
+     English name as text, under the ``text->text`` task (the images are the wrong-modality distractors);
+   * image->text: a drawing -> its name, under the ``image->text`` task.
+
+2. **train**: ``mmembed train DIR/data/pairs.jsonl --pool DIR/data/pool.jsonl --out DIR/model`` with the
+   options below (the frozen text tower and image tower stay as shipped; the task adapters and temperature
+   learn). Interrupt it and run the recipe again: it resumes.
+3. **evaluate** before and after on ``tuxpaint`` (image-only pool), ``tuxpaint-mixed`` (images + captions in
+   one pool; ModAcc@1) and ``python-faq`` (text retrieval must not regress); prints the Markdown table and
+   writes it to ``DIR/results.md`` and into the model card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: emojibase-data locales used for the text->text pairs (several scripts; Tux Paint is never touched)
+LOCALES: tuple[str, ...] = ("de", "es", "fr", "it", "ja", "ko", "nl", "pt", "ru", "zh")
+EVAL_SETS: tuple[str, ...] = ("tuxpaint", "tuxpaint-mixed", "python-faq")
+#: also scored with queries asked without an instruction (plain search must keep its quality)
+UNINSTRUCTED_SETS: tuple[str, ...] = ("tuxpaint", "python-faq")
+DATA_VERSION = 2
+
+#: Each pair gets one task of its family (round robin), and training samples that task's paraphrases: the
+#: adapters learn what *any* phrasing of "find an image" / "find a text" means, not one sentence.
+TASK_FAMILIES: dict[str, tuple[str, ...]] = {
+    "text->image": ("text->image", "mbeir:mscoco:text->image", "mbeir:visualnews:text->image",
+                    "mbeir:fashion200k:text->image"),
+    "text->text": ("text->text", "question->passage", "mbeir:webqa:text->text"),
+    "image->text": ("image->text", "mbeir:mscoco:image->text", "mbeir:visualnews:image->text",
+                    "mbeir:fashion200k:image->text"),
+}
+
+
+def sentence_form(name: str, rng: np.random.Generator) -> str:
+    """A short caption sentence around a bare name ("frog" -> "A frog."), so training sees names *and*
+    sentences as queries and documents (captions in the wild are both)."""
+    article = "An" if name[:1].lower() in "aeiou" else "A"
+    forms = (f"{article} {name}.", f"The {name}.", f"{name[:1].upper()}{name[1:]}.", f"A picture of {name}.")
+    return forms[int(rng.integers(len(forms)))]
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _emojibase(locale: str) -> dict[str, dict[str, Any]]:
+    """hexcode -> entry of ``emojibase-data/<locale>/data.json`` (skin tones left out)."""
+    from ..data.fetch import fetch_npm
+    from ..data.training_sets import has_skin_tone, normalize_hexcode
+
+    root = fetch_npm("emojibase-data")
+    path = root / locale / "data.json"
+    if not path.is_file():
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for entry in json.loads(path.read_text(encoding="utf-8")):
+        code = normalize_hexcode(entry.get("hexcode", ""))
+        if code and not has_skin_tone(code) and entry.get("label"):
+            out.setdefault(code, entry)
+    return out
+
+
+def prepare(work: Path, *, images_per_concept: int = 4, seed: int = 0, log: Any = _say) -> tuple[Path, Path]:
+    """Write ``work/data/pairs.jsonl``, ``pool.jsonl`` and ``images/`` (skipped when already there)."""
+    from PIL import Image
+
+    from ..data.training_sets import build_training_set, clean_label
+
+    data = work / "data"
+    pairs_path, pool_path, done = data / "pairs.jsonl", data / "pool.jsonl", data / "DONE"
+    stamp = json.dumps({"version": DATA_VERSION, "images_per_concept": images_per_concept, "seed": seed})
+    if done.is_file() and done.read_text() == stamp:
+        log(f"training pairs already prepared in {data}")
+        return pairs_path, pool_path
+    log("building the training pairs from the emoji/icon training sets (never Tux Paint) ...")
+    ts = build_training_set(log=log)
+    rng = np.random.default_rng(seed)
+    by_concept: dict[str, list[int]] = defaultdict(list)
+    for i, c in enumerate(ts.concepts):
+        by_concept[c].append(i)
+    caption_of = {c: ts.captions[idx[0]] for c, idx in by_concept.items()}
+    img_dir = data / "images"
+    img_dir.mkdir(parents=True, exist_ok=True)
+    pairs: list[dict[str, Any]] = []
+    pool: list[dict[str, Any]] = []
+    turn: dict[str, int] = defaultdict(int)
+
+    def task(kind: str) -> str:
+        family = TASK_FAMILIES[kind]
+        turn[kind] += 1
+        return family[turn[kind] % len(family)]
+
+    texts_of: dict[str, list[str]] = {}
+    for concept in sorted(by_concept):
+        idx = by_concept[concept]
+        chosen = sorted(rng.choice(idx, size=min(images_per_concept, len(idx)), replace=False).tolist())
+        name = caption_of[concept]
+        # the bare name and one sentence around it: both are text documents of the pool (the query's own
+        # wording is always among the distractors, as in the mixed benchmark) and both serve as queries
+        texts = [name, sentence_form(name, rng)]
+        texts_of[concept] = texts
+        for k, i in enumerate(chosen):
+            img = f"images/{i:06d}.png"
+            if not (img_dir / img[len("images/"):]).is_file():
+                Image.fromarray(ts.images[i]).save(img_dir / img[len("images/"):], optimize=False)
+            pairs.append({"query": texts[k % 2], "positive": {"image": img}, "task": task("text->image"),
+                          "concept": concept, "id": f"img:{i}"})
+            if k == 0:
+                pairs.append({"query": {"image": img}, "positive": texts[int(rng.integers(2))],
+                              "task": task("image->text"), "concept": concept})
+        for j, text in enumerate(texts):
+            pool.append({"text": text, "id": f"txt{j}:{concept}", "concept": concept})
+    # text->text: another language's name, or the keywords, -> the English name (emoji concepts only)
+    en = _emojibase("en")
+    locales = {loc: _emojibase(loc) for loc in LOCALES}
+    for concept in sorted(by_concept):
+        if concept not in en:
+            continue
+        names = texts_of[concept]
+        options = []
+        for loc, table in locales.items():
+            label = (table.get(concept) or {}).get("label")
+            if label and clean_label(label).casefold() != names[0].casefold():
+                options.append(clean_label(label))
+        if options:
+            pairs.append({"query": options[int(rng.integers(len(options)))], "positive": names[int(rng.integers(2))],
+                          "task": task("text->text"), "concept": concept})
+        tags = [t for t in en[concept].get("tags", []) if t.casefold() != names[0].casefold()]
+        if len(tags) >= 2:
+            pairs.append({"query": ", ".join(tags[:6]), "positive": names[0], "task": task("text->text"),
+                          "concept": concept})
+    order = rng.permutation(len(pairs))
+    pairs_path.write_text("".join(json.dumps(pairs[i], ensure_ascii=False) + "\n" for i in order), encoding="utf-8")
+    pool_path.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pool), encoding="utf-8")
+    done.write_text(stamp)
+    counts: dict[str, int] = defaultdict(int)
+    for p in pairs:
+        counts[next(k for k, fam in TASK_FAMILIES.items() if p["task"] in fam)] += 1
+    log(f"wrote {len(pairs)} pairs ({dict(counts)}) and a pool of {len(pool)} caption texts to {data}")
+    return pairs_path, pool_path
+
+
+def share_text_tower(after: Any, before: Any) -> None:
+    """Let two mmembed-mini encoders share one frozen text tower (and its memo), so the evaluation does not
+    embed every query twice; they must use the same tower."""
+    a, b = getattr(after, "model", None), getattr(before, "model", None)
+    if a is None or b is None or a.text_tower.kind != b.text_tower.kind:
+        return
+    b.text_tower._cache_size = max(b.text_tower._cache_size, 20000)
+    a.text_tower = b.text_tower
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m mmembed.train.modality", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--work", required=True, help="working directory (data, model, results)")
+    ap.add_argument("--encoder", default="default", help="model to start from (default: the shipped mmembed-mini)")
+    ap.add_argument("--images-per-concept", type=int, default=4)
+    ap.add_argument("--stages", default="2")
+    ap.add_argument("--epochs", type=int, default=2, help="epochs of stage 1 (the miner)")
+    ap.add_argument("--stage2-epochs", type=int, default=6)
+    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--modality-margin", type=float, default=0.2)
+    ap.add_argument("--hard-negatives", type=int, default=4)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--limit", type=int, default=None, help="evaluate on a sample of N stamps (quick look)")
+    ap.add_argument("--no-eval", action="store_true")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from ..encoders.registry import load_encoder
+    from .finetune import FinetuneConfig, finetune
+    from .pairs import file_digest, read_pairs, read_pool
+    from .report import add_evaluation, evaluate_sets
+
+    torch.set_num_threads(args.threads)
+    t0 = time.monotonic()
+    work = Path(args.work).expanduser()
+    pairs_path, pool_path = prepare(work, images_per_concept=args.images_per_concept, seed=args.seed)
+    out = work / "model"
+    stages = tuple(int(s) for s in args.stages.split(","))
+    cfg = FinetuneConfig(stages=stages, epochs=args.epochs, stage_epochs={2: args.stage2_epochs, 3: args.epochs},
+                         batch_size=args.batch_size, lr=args.lr, hard_negatives=args.hard_negatives, seed=args.seed,
+                         modality_margin=args.modality_margin)
+    command = (f"mmembed train {pairs_path.name} --pool {pool_path.name} --encoder {args.encoder} --out DIR "
+               f"--stages {args.stages} --epochs {args.epochs} --stage2-epochs {args.stage2_epochs} "
+               f"--batch-size {args.batch_size} --lr {args.lr} --hard-negatives {args.hard_negatives} "
+               f"--modality-margin {args.modality_margin} --seed {args.seed}")
+    resume = (out / "checkpoints" / "state.pt").is_file()
+    finished = (out / "training_summary.json").is_file() and not resume
+    if finished:
+        _say(f"{out} already holds the fine-tuned model (delete it to retrain)")
+    else:
+        t_train = time.monotonic()
+        finetune(read_pairs(pairs_path), args.encoder, out, pool=read_pool(pool_path), config=cfg,
+                 resume=resume, overwrite=not resume, data_digests=(file_digest(pairs_path), file_digest(pool_path)),
+                 base_label=args.encoder, command=command, log=_say)
+        _say(f"training (text embedding, mining and all stages) took {(time.monotonic() - t_train) / 60:.1f} min")
+    if args.no_eval:
+        return 0
+    before_enc = load_encoder(args.encoder)
+    after_enc = load_encoder(str(out))
+    share_text_tower(after_enc, before_enc)
+    _say(f"evaluating {before_enc.name} (before) and {after_enc.name} (after) on {', '.join(EVAL_SETS)} ...")
+    before = evaluate_sets(before_enc, EVAL_SETS, limit=args.limit, uninstructed=UNINSTRUCTED_SETS)
+    after = evaluate_sets(after_enc, EVAL_SETS, limit=args.limit, uninstructed=UNINSTRUCTED_SETS)
+    note = (f"Before = `{args.encoder}` ({before_enc.name}), after = this model. Recipe: "
+            f"`python -m mmembed.train.modality --work DIR` ({(time.monotonic() - t0) / 60:.0f} min on "
+            f"{args.threads} CPU threads incl. evaluation).")
+    table = add_evaluation(out, before, after, base_label=args.encoder, note=note)
+    (work / "results.md").write_text(note + "\n\n" + table + "\n")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    raise SystemExit(main())
