@@ -30,6 +30,13 @@ from mmembed.errors import ImageLoadError, InputError, ModelLoadError
 
 @pytest.fixture(scope="module")
 def enc() -> MiniEncoder:
+    """The bundled towers with identity adapters: the fusion and adapter arithmetic is visible on them."""
+    return load_default(adapters=False)
+
+
+@pytest.fixture(scope="module")
+def shipped() -> MiniEncoder:
+    """The bundled default as users get it, with its fine-tuned task adapters."""
     return load_default()
 
 
@@ -48,16 +55,18 @@ def _square(color: str) -> Image.Image:
 # ---- loading -----------------------------------------------------------------------------------------
 
 
-def test_default_checkpoint_loads_through_the_registry(enc: MiniEncoder) -> None:
+def test_default_checkpoint_loads_through_the_registry(shipped: MiniEncoder, enc: MiniEncoder) -> None:
     assert (DEFAULT_DIR / "model.safetensors").is_file() and (DEFAULT_DIR / "MODEL_CARD.md").is_file()
     same = mmembed.load_encoder("mmembed-mini")
     assert isinstance(same, MiniEncoder)
-    assert enc.dim == same.dim == 384
-    assert enc.name.startswith("mmembed-mini-v1-") and enc.name == same.name
-    assert enc.info() == {"encoder": enc.name, "dim": 384}
+    assert shipped.dim == same.dim == 384
+    assert shipped.name.startswith("mmembed-mini-v2-") and shipped.name == same.name
+    assert shipped.info() == {"encoder": shipped.name, "dim": 384}
     by_path = mmembed.load_encoder(str(DEFAULT_DIR))
-    assert by_path.name == enc.name
-    m = enc.model
+    assert by_path.name == shipped.name
+    towers = mmembed.load_encoder("mmembed-mini-towers")  # same file, adapters reset: another name
+    assert towers.name == enc.name and towers.name.startswith("mmembed-mini-v2-towers-") and towers.name != shipped.name
+    m = shipped.model
     for part in ("text_tower", "image_tower", "query_adapter", "doc_adapter"):
         assert isinstance(getattr(m, part), torch.nn.Module)
     assert not m.training
@@ -120,6 +129,24 @@ def test_untrained_adapter_is_identity(enc: MiniEncoder) -> None:
     instr = enc.encode_queries(["a red apple", _disc("red")], instruction="Retrieve an image of the object.")
     np.testing.assert_allclose(plain, instr, atol=1e-6)
     np.testing.assert_allclose(plain, enc.encode_documents(["a red apple", _disc("red")]), atol=1e-6)
+
+
+def test_shipped_adapters_steer_a_text_query_to_the_asked_modality(shipped: MiniEncoder, enc: MiniEncoder) -> None:
+    """One pool holds a drawn red heart and the caption "red heart" as a text document. The bare towers rank
+    the caption first whatever the instruction (modality bias); the shipped adapters follow ``text->image``
+    to the image and ``text->text`` to the text, and leave text-only documents as the towers made them."""
+    img = Image.new("RGB", (96, 96), "white")
+    d = ImageDraw.Draw(img)
+    d.ellipse((14, 18, 50, 54), fill="red")
+    d.ellipse((46, 18, 82, 54), fill="red")
+    d.polygon([(16, 42), (80, 42), (48, 84)], fill="red")
+    pool = [img, "red heart", "a bicycle"]
+    for e, asked, expect_top in ((enc, "text->image", 1), (shipped, "text->image", 0), (shipped, "text->text", 1)):
+        docs = e.encode_documents(pool)
+        q = e.encode_queries(["red heart"], task=asked)[0]
+        assert int(np.argmax(docs @ q)) == expect_top, (e.name, asked, docs @ q)
+    assert not shipped.model.query_adapter.is_identity() and not shipped.model.doc_adapter.is_identity()
+    np.testing.assert_array_equal(shipped.encode_documents(["red heart"]), enc.encode_documents(["red heart"]))
 
 
 def test_adapter_is_effective_when_trained_and_round_trips(enc: MiniEncoder, tmp_path: Path) -> None:
@@ -275,9 +302,9 @@ def test_committed_config_sets_the_measured_image_weight(enc: MiniEncoder) -> No
 
 def test_image_weight_is_read_from_config_and_changes_only_fused_vectors(enc: MiniEncoder, tmp_path: Path) -> None:
     red, blue = _disc("red"), _square("blue")
-    w03 = load_mini(_with_fusion(tmp_path, {"image_weight": 0.3}, name="w03"))
-    w1 = load_mini(_with_fusion(tmp_path, {"image_weight": 1.0}, name="w1"))
-    w0 = load_mini(_with_fusion(tmp_path, {"image_weight": 0}, name="w0"))
+    w03 = load_mini(_with_fusion(tmp_path, {"image_weight": 0.3}, name="w03"), adapters=False)
+    w1 = load_mini(_with_fusion(tmp_path, {"image_weight": 1.0}, name="w1"), adapters=False)
+    w0 = load_mini(_with_fusion(tmp_path, {"image_weight": 0}, name="w0"), adapters=False)
     assert (w03.model.image_weight, w1.model.image_weight, w0.model.image_weight) == (0.3, 1.0, 0.0)
     single = ["a red ball", red, {"images": [red, blue]}]
     base = w1.encode_documents(single)
@@ -304,14 +331,14 @@ def test_config_without_fusion_keeps_the_old_equal_weights_and_name(tmp_path: Pa
     old = load_mini(_with_fusion(tmp_path, None))
     assert old.model.image_weight == 1.0
     digest = hashlib.sha256((DEFAULT_DIR / "model.safetensors").read_bytes()).hexdigest()[:8]
-    assert old.name == f"mmembed-mini-v1-{digest}"  # the name it had before the field existed
+    assert old.name == f"mmembed-mini-v2-{digest}"  # the name it had before the field existed
     assert load_mini(_with_fusion(tmp_path, {"image_weight": 1}, name="one")).name == old.name
 
 
 def test_encode_items_training_path_uses_the_same_weight(tmp_path: Path) -> None:
     from mmembed.inputs import coerce_many
 
-    e = load_mini(_with_fusion(tmp_path, {"image_weight": 0.25}))
+    e = load_mini(_with_fusion(tmp_path, {"image_weight": 0.25}), adapters=False)
     items = ["a red apple", {"text": "ball", "image": _disc("red")}, _square("blue")]
     served = e.encode_documents(items)
     m = e.model

@@ -75,7 +75,7 @@ def _cfg(**kw: Any) -> FinetuneConfig:
 def _run(tiny: dict[str, Any], out: Path, enc: MiniEncoder | None = None, **kw: Any):  # type: ignore[no-untyped-def]
     torch.manual_seed(0)
     cfg = kw.pop("config", None) or _cfg()
-    return finetune(tiny["pairs"], enc or load_default(), out, pool=tiny["pool"], config=cfg,
+    return finetune(tiny["pairs"], enc or load_default(adapters=False), out, pool=tiny["pool"], config=cfg,
                     text_cache=tiny["cache"], progress=False, log=lambda _m: None, **kw)
 
 
@@ -112,7 +112,7 @@ def _plain_image_search(enc: Any, tiny: dict[str, Any]) -> float:
 @pytest.fixture(scope="module")
 def trained(tiny: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("run") / "model"
-    enc = load_default()
+    enc = load_default(adapters=False)
     before = _modality_at_1(enc, tiny)
     plain_before = _plain_image_search(enc, tiny)
     result = _run(tiny, out, enc)
@@ -143,7 +143,7 @@ def test_output_directory_reloads_to_the_same_vectors(trained: dict[str, Any], t
     assert sorted(p.name for p in out.iterdir()) == ["MODEL_CARD.md", "mmembed_config.json", "model.safetensors",
                                                       "training_summary.json"]
     back = mmembed.load_encoder(str(out))
-    assert isinstance(back, MiniEncoder) and back.name.startswith("mmembed-mini-v1-ft-")
+    assert isinstance(back, MiniEncoder) and back.name.startswith("mmembed-mini-v2-ft-")
     enc: MiniEncoder = trained["enc"]  # the encoder object trained in memory
     items = ["a red circle", tiny["root"] / "img" / "blue-square-0.png",
              {"text": "gold", "image": tiny["root"] / "img" / "gold-circle-1.png"}]
@@ -152,7 +152,7 @@ def test_output_directory_reloads_to_the_same_vectors(trained: dict[str, Any], t
     np.testing.assert_allclose(back.encode_documents(items), enc.encode_documents(items), atol=1e-6)
     assert not back.model.query_adapter.is_identity() and not back.model.doc_adapter.is_identity()
     # the frozen image tower is untouched (only adapters + temperature were trained)
-    base = load_default().model.image_tower.state_dict()
+    base = load_default(adapters=False).model.image_tower.state_dict()
     for k, v in back.model.image_tower.state_dict().items():
         assert torch.equal(v, base[k]), k
     card = (out / "MODEL_CARD.md").read_text()
@@ -164,7 +164,7 @@ def test_output_directory_reloads_to_the_same_vectors(trained: dict[str, Any], t
 
 def test_training_path_embeds_exactly_like_the_encoder(tiny: dict[str, Any]) -> None:
     """What training optimises is what the encoder serves (same fusion, adapters and normalisation)."""
-    enc = load_default()
+    enc = load_default(adapters=False)
     torch.manual_seed(1)
     with torch.no_grad():  # non-identity adapters, so the check covers them
         for p in [*enc.model.query_adapter.parameters(), *enc.model.doc_adapter.parameters()]:
@@ -197,7 +197,7 @@ def test_training_path_embeds_exactly_like_the_encoder(tiny: dict[str, Any]) -> 
 
 def test_mining_excludes_false_negatives_and_takes_wrong_modality_above_the_positive(tiny: dict[str, Any],
                                                                                      tmp_path: Path) -> None:
-    enc = load_default()
+    enc = load_default(adapters=False)
     backend = MiniBackend(enc, text_cache=tiny["cache"])
     data = build_training_data(tiny["pairs"], tiny["pool"])
     backend.prepare(data.items, data.where, data.instructions, lambda _m: None)
@@ -286,7 +286,7 @@ def test_resume_refuses_a_different_run(tiny: dict[str, Any], tmp_path: Path) ->
 # ---- what can be trained --------------------------------------------------------------------------------------
 def test_image_tower_training_changes_weights_but_not_batchnorm_statistics(tiny: dict[str, Any],
                                                                            tmp_path: Path) -> None:
-    enc = load_default()
+    enc = load_default(adapters=False)
     base = {k: v.clone() for k, v in enc.model.image_tower.state_dict().items()}
     res = _run(tiny, tmp_path / "img", enc, config=_cfg(stages=(1,), epochs=1), parts=("adapters", "image-tower"))
     assert np.isfinite(res.stages[0].loss_last_epoch)
@@ -304,7 +304,7 @@ def test_unsupported_backends_and_options_are_refused_clearly(toy_encoder: Any, 
     with pytest.raises(TrainingError, match=r"cannot fine-tune the ToyEncoder backend yet.*docs/training\.md"):
         backend_for(toy_encoder)
     with pytest.raises(TrainingError, match="unknown trainable part"):
-        MiniBackend(load_default(), parts=("adapters", "text-tower"))
+        MiniBackend(load_default(adapters=False), parts=("adapters", "text-tower"))
     with pytest.raises(TrainingError, match="stages must be"):
         FinetuneConfig(stages=(2, 1))
     for bad, message in [({"plain_fraction": 1.0}, "plain_fraction"), ({"anchor_weight": -1}, "anchor_weight"),
@@ -314,7 +314,7 @@ def test_unsupported_backends_and_options_are_refused_clearly(toy_encoder: Any, 
             FinetuneConfig(**bad)  # type: ignore[arg-type]
     with pytest.raises(TrainingError, match="stage 3 .* needs text->text pairs"):
         t2i_only = [p for p in tiny["pairs"] if p.positive.modality == "image"]
-        finetune(t2i_only, load_default(), tiny["root"] / "s3", config=_cfg(stages=(3,), epochs=1),
+        finetune(t2i_only, load_default(adapters=False), tiny["root"] / "s3", config=_cfg(stages=(3,), epochs=1),
                  text_cache=tiny["cache"], progress=False, log=lambda _m: None)
 
 
@@ -324,7 +324,7 @@ def test_unreadable_image_names_the_line(tmp_path: Path, tiny: dict[str, Any]) -
         json.dumps({"query": "a", "positive": "b"}) + "\n"
         + json.dumps({"query": "c", "positive": {"image": "broken.png"}}) + "\n")
     with pytest.raises(ImageLoadError, match=r"pairs\.jsonl line 2 'positive'"):
-        finetune(read_pairs(tmp_path / "pairs.jsonl"), load_default(), tmp_path / "out", text_cache=tiny["cache"],
+        finetune(read_pairs(tmp_path / "pairs.jsonl"), load_default(adapters=False), tmp_path / "out", text_cache=tiny["cache"],
                  config=_cfg(stages=(1,), epochs=1), progress=False, log=lambda _m: None)
 
 
@@ -371,7 +371,8 @@ def test_cli_eval_writes_the_before_after_table_into_the_card(tiny: dict[str, An
     monkeypatch.setenv("MMEMBED_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "evaluated"
     res = CliRunner().invoke(app, ["train", str(tiny["root"] / "pairs.jsonl"), "--pool", str(tiny["root"] / "pool.jsonl"),
-                                   "--out", str(out), "--batch-size", "8", "--epochs", "6", "--lr", "0.003",
+                                   "--out", str(out), "--encoder", "mmembed-mini-towers",
+                                   "--batch-size", "8", "--epochs", "6", "--lr", "0.003",
                                    "--top-k", "12", "--hard-negatives", "3", "--eval", "tiny-mixed"])
     assert res.exit_code == 0, res.output
     card = (out / "MODEL_CARD.md").read_text()
@@ -382,4 +383,4 @@ def test_cli_eval_writes_the_before_after_table_into_the_card(tiny: dict[str, An
     assert before["text->image"]["ModAcc@1"] == 0.0 and after["text->image"]["ModAcc@1"] >= 0.9
     # (8 pairs per kind are too few to judge text->text); each set is also scored without the instruction
     assert set(after) == {"text->image", "text->text", "text->image (no instruction)", "text->text (no instruction)"}
-    assert "ModAcc@1 (default)" in res.output and "ModAcc@1 (fine-tuned)" in res.output
+    assert "ModAcc@1 (mmembed-mini-towers)" in res.output and "ModAcc@1 (fine-tuned)" in res.output

@@ -379,8 +379,13 @@ def _read_config(path: Path) -> dict[str, Any]:
 
 
 def load_mini(path: str | os.PathLike[str], *, device: str | None = None, dtype: str | None = None,
-              **kwargs: Any) -> MiniEncoder:
-    """Load an mmembed-mini directory (``mmembed_config.json`` with ``"backend": "mini"`` + safetensors)."""
+              adapters: bool = True, **kwargs: Any) -> MiniEncoder:
+    """Load an mmembed-mini directory (``mmembed_config.json`` with ``"backend": "mini"`` + safetensors).
+
+    ``adapters=False`` resets the task adapters to the identity: the bare towers, which ignore instructions
+    (the starting point of the fine-tuning recipe, and its "before" row). Its name says so, so a store built
+    with it refuses the full model and the other way round.
+    """
     from safetensors.torch import load_file
 
     policy = image_policy_from_kwargs(kwargs)
@@ -406,12 +411,19 @@ def load_mini(path: str | os.PathLike[str], *, device: str | None = None, dtype:
         raise ModelLoadError(f"{weights} does not match the mmembed-mini architecture in {CONFIG_FILE}: "
                              f"missing {missing[:5]}, unexpected {unexpected[:5]}")
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
+    if not adapters:
+        with torch.no_grad():
+            for adapter in (model.query_adapter, model.doc_adapter):
+                nn.init.zeros_(adapter.fc2.weight)
+                nn.init.zeros_(adapter.fc2.bias)
     h = hashlib.sha256(weights.read_bytes())
     if cfg["fusion"]["image_weight"] != LEGACY_IMAGE_WEIGHT:
         # fused vectors depend on the weight: a store built with another fusion must refuse this encoder
         h.update(json.dumps(cfg["fusion"], sort_keys=True).encode())
     digest = h.hexdigest()[:8]
     name = f"{cfg.get('model_name', 'mmembed-mini')}-{digest}"
+    if not adapters:
+        name = f"{cfg.get('model_name', 'mmembed-mini')}-towers-{digest}"
     return MiniEncoder(model, name=name, device=dev, dtype=dtype, image_policy=policy)
 
 
@@ -424,5 +436,11 @@ def load_default(name: str = "default", *, device: str | None = None, dtype: str
     return load_mini(DEFAULT_DIR, device=device, dtype=dtype, **kwargs)
 
 
+def load_default_towers(name: str = "mmembed-mini-towers", *, device: str | None = None,
+                        dtype: str | None = None, **kwargs: Any) -> MiniEncoder:
+    """The bundled checkpoint with identity task adapters: its towers only, blind to instructions."""
+    return load_default(name, device=device, dtype=dtype, adapters=False, **kwargs)
+
+
 __all__ = ["FrozenTextTower", "ImageTower", "MiniEncoder", "MiniModel", "TaskAdapter", "default_config",
-           "load_default", "load_mini"]
+           "load_default", "load_default_towers", "load_mini"]

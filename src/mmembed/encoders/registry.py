@@ -21,6 +21,7 @@ from .base import Encoder
 _NAMED: dict[str, str] = {
     "default": "mmembed.encoders.mini:load_default",
     "mmembed-mini": "mmembed.encoders.mini:load_default",
+    "mmembed-mini-towers": "mmembed.encoders.mini:load_default_towers",
     "nvidia/MM-Embed": "mmembed.encoders.mmembed_llava:load_from_hub_cache",
 }
 

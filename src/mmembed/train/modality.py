@@ -173,7 +173,8 @@ def share_text_tower(after: Any, before: Any) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m mmembed.train.modality", description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", required=True, help="working directory (data, model, results)")
-    ap.add_argument("--encoder", default="default", help="model to start from (default: the shipped mmembed-mini)")
+    ap.add_argument("--encoder", default="mmembed-mini-towers",
+                    help="model to start from (default: the shipped mmembed-mini towers with identity adapters)")
     ap.add_argument("--images-per-concept", type=int, default=4)
     ap.add_argument("--stages", default="2")
     ap.add_argument("--epochs", type=int, default=2, help="epochs of stage 1 (the miner)")
