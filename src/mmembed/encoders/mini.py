@@ -269,6 +269,18 @@ class MiniModel(nn.Module):
             return out
         return torch.where(has_image[:, None], self.doc_adapter(out, None), out)
 
+    def reset_adapters(self, seed: int = 0) -> None:
+        """Put the task adapters and the temperature back to a fresh model's state, deterministically (seeded
+        first layers, zero last layers: the identity), keeping the trained towers. Fine-tuning from here
+        gives the same weights whatever adapters the checkpoint carried."""
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            torch.manual_seed(seed)
+            for adapter in (self.query_adapter, self.doc_adapter):
+                adapter.fc1.reset_parameters()
+                nn.init.zeros_(adapter.fc2.weight)
+                nn.init.zeros_(adapter.fc2.bias)
+            self.logit_scale.fill_(float(np.log(1 / 0.07)))
+
     def save(self, directory: str | os.PathLike[str], *, dtype: torch.dtype = torch.float32,
              extra_config: dict[str, Any] | None = None) -> Path:
         """Write ``model.safetensors`` (image tower, adapters, temperature) and ``mmembed_config.json``."""
@@ -412,10 +424,7 @@ def load_mini(path: str | os.PathLike[str], *, device: str | None = None, dtype:
                              f"missing {missing[:5]}, unexpected {unexpected[:5]}")
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
     if not adapters:
-        with torch.no_grad():
-            for adapter in (model.query_adapter, model.doc_adapter):
-                nn.init.zeros_(adapter.fc2.weight)
-                nn.init.zeros_(adapter.fc2.bias)
+        model.reset_adapters()
     h = hashlib.sha256(weights.read_bytes())
     if cfg["fusion"]["image_weight"] != LEGACY_IMAGE_WEIGHT:
         # fused vectors depend on the weight: a store built with another fusion must refuse this encoder

@@ -38,7 +38,8 @@ def evaluate_sets(encoder: Any, datasets: Sequence[str], *, limit: int | None = 
 
 def before_after_table(before: Sequence[Any], after: Sequence[Any], *, before_label: str = "before",
                        after_label: str = "after") -> str:
-    """A Markdown table: one line per (dataset, subset), before -> after for each metric."""
+    """A Markdown table: one line per (dataset, subset), before -> after for each metric, the better value of
+    each pair in bold (every metric here is higher-is-better)."""
     def key(r: Any) -> tuple[str, str]:
         return (r.dataset, r.subset)
 
@@ -54,7 +55,10 @@ def before_after_table(before: Sequence[Any], after: Sequence[Any], *, before_la
         for c in cols:
             bv = b.metrics.get(c)
             av = a.metrics.get(c) if a is not None else None
-            cells += ["-" if bv is None else f"{bv:.3f}", "-" if av is None else f"**{av:.3f}**"]
+            bs, as_ = ("-" if bv is None else f"{bv:.3f}"), ("-" if av is None else f"{av:.3f}")
+            if bv is not None and av is not None and bs != as_:  # the better of the two in bold
+                bs, as_ = (f"**{bs}**", as_) if bv > av else (bs, f"**{as_}**")
+            cells += [bs, as_]
         lines.append(f"| {b.dataset} | {b.subset} | {b.queries} | {b.documents} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
