@@ -42,7 +42,9 @@ def train_command(
         "are text, {\"image\": path} or interleaved. Relative image paths are relative to the file.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output model directory.")],
     encoder: Annotated[str, typer.Option("--encoder", "-e",
-                                         help="Model to start from: 'default' or a model directory.")] = "default",
+                                         help="Model to start from: 'default' (the bundled model, task adapters "
+                                         "already fine-tuned), 'mmembed-mini-towers' (the same towers, adapters "
+                                         "reset) or a model directory.")] = "default",
     pool: Annotated[Optional[Path], typer.Option(
         "--pool", help="Extra candidate documents (JSONL: {document, id, concept}) mined for hard negatives "
         "besides the positives.")] = None,
