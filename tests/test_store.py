@@ -33,6 +33,15 @@ def test_add_and_query_text_and_images(tmp_path: Path, toy_encoder: ToyEncoder, 
     assert hits[0].metadata["color"] == "red"
 
 
+def test_query_on_an_empty_store_and_k_above_the_count(tmp_path: Path, toy_encoder: ToyEncoder) -> None:
+    store = Store(tmp_path / "db", encoder=toy_encoder)
+    assert store.query("anything", k=3) == []
+    store.add(["alpha", "beta"])
+    hits = store.query("alpha", k=10)
+    assert [h.document for h in hits][:1] == ["alpha"] and len(hits) == 2
+    assert store.query("alpha", k=10, where={"nothing": "matches"}) == []
+
+
 def test_ids_are_content_hashes_and_upsert_is_idempotent(tmp_path: Path, toy_encoder: ToyEncoder) -> None:
     store = Store(tmp_path / "db", encoder=toy_encoder)
     first = store.add(["alpha", "beta"])

@@ -482,12 +482,10 @@ class Store:
             raise InputError("query vector contains NaN or infinite values")
         if vec.shape[0] != self.encoder.dim:
             raise InputError(f"query vector has dimension {vec.shape[0]}, expected {self.encoder.dim}")
-        n = self.count()
-        if n == 0:
-            return []
+        # no count() round trip first: chromadb >= 1.0 returns at most what the collection holds (none if empty)
         with self._guard():
             res = self.collection.query(
-                query_embeddings=[vec], n_results=min(k, n), where=dict(where) if where else None,
+                query_embeddings=[vec], n_results=k, where=dict(where) if where else None,
                 include=["documents", "uris", "metadatas", "distances"],
             )
         return [

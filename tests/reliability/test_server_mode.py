@@ -17,10 +17,12 @@ from .conftest import TOY, ChromaServer, free_port, make_captioned_images, run_c
 def test_store_over_http_adds_queries_and_reads_back(chroma_server: ChromaServer, collection_name: str,
                                                     image_dir: Path) -> None:
     store = Store(url=chroma_server.url, encoder=ToyEncoder(), collection=collection_name)
+    assert store.query("anything", k=5) == []  # an empty collection answers with nothing, not an error
     items = [{"image": image_dir / f"{c}.png", "text": (image_dir / f"{c}.txt").read_text()}
              for c in ("red", "green", "blue", "yellow")]
     res = store.add(items, metadatas=[{"color": c} for c in ("red", "green", "blue", "yellow")])
     assert len(res.added) == 4 and store.count() == 4
+    assert len(store.query("the blue sea", k=50)) == 4  # k above the count gives every record
     hit = store.query("the blue sea", k=1)[0]
     assert hit.document == "the blue sea" and hit.metadata == {"color": "blue"}
     assert hit.uris == [str(image_dir / "blue.png")] and hit.modality == "image+text"
