@@ -382,5 +382,6 @@ def test_cli_eval_writes_the_before_after_table_into_the_card(tiny: dict[str, An
     after = {r["subset"]: r["metrics"] for r in summary["evaluation"]["after"]}
     assert before["text->image"]["ModAcc@1"] == 0.0 and after["text->image"]["ModAcc@1"] >= 0.9
     # (8 pairs per kind are too few to judge text->text); each set is also scored without the instruction
-    assert set(after) == {"text->image", "text->text", "text->image (no instruction)", "text->text (no instruction)"}
+    assert set(after) == {"text->image", "text->text", "image->text", "text->image (no instruction)",
+                          "text->text (no instruction)", "image->text (no instruction)"}
     assert "ModAcc@1 (mmembed-mini-towers)" in res.output and "ModAcc@1 (fine-tuned)" in res.output

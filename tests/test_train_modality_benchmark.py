@@ -37,9 +37,9 @@ def stamps(tmp_path: Path) -> list[FakeStamp]:
 
 def test_pool_holds_images_and_captions_with_their_modalities(stamps: list[FakeStamp]) -> None:
     ds = tuxpaint_mixed(stamps=stamps)
-    t2i, t2t = ds.subsets
+    t2i, t2t, i2t = ds.subsets
     pool = t2i.pool
-    assert isinstance(pool, MixedPool) and t2t.pool is pool
+    assert isinstance(pool, MixedPool) and t2t.pool is pool and i2t.pool is pool
     assert len(pool) == 8 and pool.modalities == ["image"] * 4 + ["text"] * 4
     assert pool.items[:4] == [s.image_path for s in stamps] and pool.items[4:] == [s.caption for s in stamps]
     assert isinstance(t2i, ModalitySubset) and t2i.target_modality == "image" and t2i.task == "text->image"
@@ -51,6 +51,15 @@ def test_pool_holds_images_and_captions_with_their_modalities(stamps: list[FakeS
     queries = dict(zip(t2t.queries, t2t.relevant))
     assert queries["Ein roter Ball."] == (4, 6) and queries["Eine blaue Kiste."] == (5,)
     assert "A green leaf." not in queries and queries["A green leaf. (ja)"] == (7,)
+    # image->text: each stamp's image mirrored (not byte-identical to its pool image) -> its caption texts
+    assert i2t.target_modality == "text" and i2t.task == "image->text" and len(i2t) == 4
+    assert i2t.relevant == [(4, 6), (5,), (4, 6), (7,)]
+    assert i2t.query_ids == [f"mirrored:{s.id}" for s in stamps] and i2t.query_texts is None
+    half = Image.new("RGB", (16, 16), "white")
+    half.paste((255, 0, 0), (0, 0, 8, 16))
+    half.save(stamps[0].image_path)
+    mirrored = tuxpaint_mixed(stamps=stamps).subsets[2].queries[0].convert("RGB")
+    assert mirrored.getpixel((0, 0)) == (255, 255, 255) and mirrored.getpixel((15, 0)) == (255, 0, 0)
     with pytest.raises(DatasetError, match="none of the languages"):
         tuxpaint_mixed(stamps=stamps, languages=("xx",))
     with pytest.raises(DatasetError, match="modalities"):
@@ -77,6 +86,7 @@ def test_runner_reports_modality_accuracy_and_chance(stamps: list[FakeStamp], to
     # a text-only similarity model returns the identical caption text: the bias the benchmark measures
     assert toy.metrics["ModAcc@1"] == 0.0
     assert by[("text->text", "toy-v1")].metrics["ModAcc@1"] == 1.0
+    assert by[("image->text", "toy-v1")].metrics["ModAcc@1"] in (0.0, 1.0)  # computed for image queries too
     assert by[("text->image", "chance")].metrics["ModAcc@1"] == pytest.approx(0.5)
     table = format_table(rows)
     assert "ModAcc@1" in table.splitlines()[0]

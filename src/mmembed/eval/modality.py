@@ -9,6 +9,9 @@ document, so a text->image query's own caption sits in the pool as a perfect-loo
   that caption. Must return images.
 * ``text->text``: the translated captions (several languages) with the ``text->text`` instruction; relevant =
   the English caption texts they translate. Must return texts.
+* ``image->text``: every stamp image mirrored left-right (so the query is not byte-identical to its own
+  image in the pool, which is still the nearest-looking wrong answer) with the ``image->text`` instruction;
+  relevant = the caption texts of that stamp. Must return texts.
 
 Besides the usual metrics, each row reports ``ModAcc@1``: the share of queries whose top-1 document has the
 asked modality (ties at the top count fractionally), computed by :func:`modality_metrics`.
@@ -131,10 +134,24 @@ def tuxpaint_mixed(*, limit: int | None = None, seed: int = 0, stamps: Sequence[
     t2t_queries = [v[0] for v in grouped.values()]
     t2t = ModalitySubset("text->text", t2t_queries, [tuple(sorted(v[1])) for v in grouped.values()], pool,
                          "text->text", query_texts=list(t2t_queries), target_modality="text")
+
+    # image->text: each stamp's image mirrored; relevant = the caption texts equal to its caption
+    i2t = ModalitySubset("image->text", [_mirrored(s.image_path) for s in chosen],
+                         [tuple(texts_of[normalize_caption(s.caption)]) for s in chosen], pool, "image->text",
+                         query_ids=[f"mirrored:{s.id}" for s in chosen], target_modality="text")
     return EvalDataset(
-        "tuxpaint-mixed", [t2i, t2t], source="Debian tuxpaint-stamps-default (GPL-2)",
+        "tuxpaint-mixed", [t2i, t2t, i2t], source="Debian tuxpaint-stamps-default (GPL-2)",
         description=f"modality bias: pool of {n} stamp images + {n} caption texts; {len(q_texts)} text->image "
-        f"queries, {len(t2t_queries)} translated text->text queries ({', '.join(languages)})")
+        f"queries, {len(t2t_queries)} translated text->text queries ({', '.join(languages)}), {n} mirrored "
+        "image->text queries")
+
+
+def _mirrored(path: Any) -> Any:
+    """The image at ``path`` flipped left-right (transparency kept: the loader puts it on white)."""
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as img:
+        return ImageOps.mirror(img.convert("RGBA"))
 
 
 __all__ = ["MODALITY_METRIC", "MixedPool", "ModalitySubset", "TEXT_QUERY_LANGUAGES", "modality_metrics", "modality_top1", "tuxpaint_mixed"]
