@@ -375,7 +375,7 @@ def test_mbeir_bad_files(tmp_path: Path) -> None:
         ds.mbeir(tmp_path / "missing.jsonl", pool=q)
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"did": "9:1", "txt": "a", "modality": "text"}\n{oops\n')
-    with pytest.raises(DatasetError, match=r"bad.jsonl:2: not valid JSON"):
+    with pytest.raises(DatasetError, match=r"bad.jsonl line 2: not valid JSON"):
         ds.mbeir(q, pool=bad)
     dup = write_jsonl(tmp_path / "dup.jsonl", [{"did": "9:1", "txt": "a", "modality": "text"}] * 2)
     with pytest.raises(DatasetError, match="duplicate did"):

@@ -58,22 +58,29 @@ def _resolve(base: Path, value: Any) -> Any:
     return value
 
 
-def read_jsonl(path: str | Path) -> list[SourceDoc]:
-    manifest = Path(path)
-    base = manifest.parent
-    docs: list[SourceDoc] = []
-    with manifest.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
+def iter_jsonl(path: str | Path, *, error: type[Exception] = InputError) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number, object)`` for each non-blank line of a JSON Lines file; a missing file, a line that is
+    not JSON or not an object raises ``error`` naming the file and line. The one reader behind manifests,
+    training pairs and M-BEIR files."""
+    p = Path(path)
+    if not p.is_file():
+        raise error(f"{p} does not exist or is not a file")
+    with p.open(encoding="utf-8") as fh:
+        for n, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise InputError(f"{manifest.name} line {lineno}: invalid JSON: {exc}") from exc
+                raise error(f"{p.name} line {n}: not valid JSON ({exc.msg} at column {exc.colno})") from None
             if not isinstance(row, dict):
-                raise InputError(f"{manifest.name} line {lineno}: expected an object, got {type(row).__name__}")
-            docs.append(_row_doc(row, base, f"{manifest.name}:{lineno}"))
-    return docs
+                raise error(f"{p.name} line {n}: each line must be a JSON object, got {type(row).__name__}")
+            yield n, row
+
+
+def read_jsonl(path: str | Path) -> list[SourceDoc]:
+    manifest = Path(path)
+    return [_row_doc(row, manifest.parent, f"{manifest.name}:{n}") for n, row in iter_jsonl(manifest)]
 
 
 def read_csv(path: str | Path) -> list[SourceDoc]:

@@ -471,20 +471,11 @@ _MODALITIES = {"text": "text", "image": "image", "image,text": "image+text", "te
 
 
 def _read_jsonl(path: Path, what: str) -> list[dict[str, Any]]:
+    from ..sources import iter_jsonl
+
     if not path.is_file():
         raise DatasetError(f"M-BEIR {what} file {path} does not exist")
-    rows = []
-    with path.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DatasetError(f"{path}:{n}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(row, dict):
-                raise DatasetError(f"{path}:{n}: each line must be a JSON object")
-            rows.append(row)
+    rows = [row for _, row in iter_jsonl(path, error=DatasetError)]
     if not rows:
         raise DatasetError(f"M-BEIR {what} file {path} is empty")
     return rows

@@ -36,6 +36,7 @@ from typing import Any
 
 from ..errors import InputError, MMEmbedError
 from ..inputs import Interleaved, TextPart, coerce
+from ..sources import iter_jsonl
 from ..instructions import get_task
 
 PAIR_KEYS = frozenset({"query", "positive", "task", "instruction", "id", "concept"})
@@ -134,21 +135,7 @@ def _rebase(value: Any, base: Path) -> Any:
 
 
 def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    if not path.is_file():
-        raise TrainingDataError(f"{path} does not exist or is not a file")
-    with path.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise TrainingDataError(f"{path.name} line {n}: not valid JSON ({exc.msg} at column {exc.colno})"
-                                        ) from None
-            if not isinstance(row, dict):
-                raise TrainingDataError(f"{path.name} line {n}: each line must be a JSON object, got "
-                                        f"{type(row).__name__}")
-            yield n, row
+    return iter_jsonl(path, error=TrainingDataError)
 
 
 def _coerce_at(value: Any, base: Path, where: str) -> Interleaved:
