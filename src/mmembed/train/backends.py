@@ -11,8 +11,11 @@ and saves a model directory ``mmembed.load_encoder`` reads.
   instruction embeddings are computed once (and cached on disk per text: the tower never changes); images
   are decoded once into a uint8 bank; with the image tower frozen its embeddings are computed once too, so
   an epoch over ~20k pairs takes seconds on a CPU.
-* transformer backends (CLIP/SigLIP, MM-Embed): LoRA through ``peft`` is the plan (docs/training.md);
-  until it lands they are refused with a message saying so, before any work is done.
+* ``hf-clip`` (transformers CLIP / SigLIP / SigLIP2 directories): LoRA adapters through ``peft`` on the
+  attention projections of both towers, plus the temperature; merged into the weights on save
+  (:mod:`mmembed.train.lora`).
+* MM-Embed (an 8B LLaVA-NeXT model: it needs a GPU) and open_clip are refused with a message saying so,
+  before any work is done.
 """
 
 from __future__ import annotations
@@ -414,24 +417,44 @@ def _image_key(part: Any) -> str:
 
 # ---- dispatch ----------------------------------------------------------------------------------------------
 _UNSUPPORTED = {
-    "HFClipEncoder": "CLIP/SigLIP (transformers)",
-    "OpenClipEncoder": "open_clip",
-    "MMEmbedEncoder": "MM-Embed (LLaVA-NeXT)",
+    "OpenClipEncoder": ("open_clip", "convert the model to a transformers CLIP directory (that backend trains "
+                        "with LoRA)"),
+    "MMEmbedEncoder": ("MM-Embed (LLaVA-NeXT)", "an 8B model needs a GPU to fine-tune; the same LoRA path could "
+                       "apply to its language model but it is not built or tested here"),
 }
 
 
-def backend_for(encoder: Any, **options: Any) -> TrainableBackend:
-    """The :class:`TrainableBackend` for a loaded encoder, or :class:`TrainingError` saying what is missing."""
+def backend_for(encoder: Any, *, mini_only: Sequence[str] = (), lora_r: int | None = None,
+                lora_alpha: float | None = None, **options: Any) -> TrainableBackend:
+    """The :class:`TrainableBackend` for a loaded encoder, or :class:`TrainingError` saying what is missing.
+
+    ``mini_only``: names of mmembed-mini-only options the caller set explicitly (CLI flags such as
+    ``--image-lr``); another backend refuses them instead of ignoring them. ``lora_r`` / ``lora_alpha`` are
+    for the LoRA backend and refused for mmembed-mini.
+    """
+    from ..encoders.clip import HFClipEncoder
     from ..encoders.mini import MiniEncoder
 
     if isinstance(encoder, MiniEncoder):
+        lora = [n for n, v in (("--lora-r", lora_r), ("--lora-alpha", lora_alpha)) if v is not None]
+        if lora:
+            raise TrainingError(f"{', '.join(lora)} configure LoRA for transformers CLIP/SigLIP models; "
+                                "mmembed-mini trains its task adapters instead: drop them")
         return MiniBackend(encoder, **options)
-    kind = _UNSUPPORTED.get(type(encoder).__name__, type(encoder).__name__)
+    if isinstance(encoder, HFClipEncoder):
+        if mini_only:
+            raise TrainingError(f"{', '.join(mini_only)} only apply to mmembed-mini (its image tower); the "
+                                "CLIP/SigLIP backend trains LoRA adapters on both towers at --lr: drop them")
+        from .lora import HFClipBackend
+
+        parts = options.get("parts") or ("adapters", "temperature")
+        return HFClipBackend(encoder, parts=parts, lora_r=lora_r, lora_alpha=lora_alpha,
+                             image_policy=options.get("image_policy"))
+    kind, why = _UNSUPPORTED.get(type(encoder).__name__, (type(encoder).__name__, "no training backend exists"))
     raise TrainingError(
-        f"`mmembed train` cannot fine-tune the {kind} backend yet. Supported now: mmembed-mini "
-        "(--encoder default or an mmembed-mini directory). The plan for transformer backends -- LoRA "
-        "adapters via peft on the attention projections, merged into the weights on save -- is in "
-        "docs/training.md.")
+        f"`mmembed train` cannot fine-tune the {kind} backend yet: {why}. Supported: mmembed-mini (--encoder "
+        "default or an mmembed-mini directory) and transformers CLIP/SigLIP/SigLIP2 directories (LoRA via "
+        "peft); see docs/training.md.")
 
 
 __all__ = ["PARTS", "MiniBackend", "TextCache", "TrainableBackend", "TrainingError", "backend_for",

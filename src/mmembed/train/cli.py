@@ -57,10 +57,16 @@ def train_command(
     stage3_epochs: Annotated[Optional[int], typer.Option("--stage3-epochs", min=1)] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=2)] = 128,
     lr: Annotated[float, typer.Option("--lr", help="Learning rate of the adapters and temperature.")] = 1e-3,
-    image_lr: Annotated[float, typer.Option("--image-lr", help="Learning rate of the image tower.")] = 1e-4,
+    image_lr: Annotated[float, typer.Option("--image-lr", help="Learning rate of the image tower "
+                                            "(mmembed-mini only).")] = 1e-4,
     train_parts: Annotated[str, typer.Option(
-        "--train", help="What to train (mmembed-mini): comma-separated adapters, image-tower, temperature.")
+        "--train", help="What to train: comma-separated adapters, image-tower (mmembed-mini only), temperature. "
+        "For a transformers CLIP/SigLIP directory, adapters are LoRA adapters on both towers' attention.")
     ] = "adapters,temperature",
+    lora_r: Annotated[Optional[int], typer.Option(
+        "--lora-r", min=1, help="LoRA rank (CLIP/SigLIP models only; default 8).")] = None,
+    lora_alpha: Annotated[Optional[float], typer.Option(
+        "--lora-alpha", min=0.0, help="LoRA scale alpha (CLIP/SigLIP models only; default 16).")] = None,
     hard_negatives: Annotated[int, typer.Option("--hard-negatives", min=0,
                                                 help="Mined negatives per query per step.")] = 2,
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Depth of the stage-1 ranking mined.")] = 50,
@@ -80,7 +86,8 @@ def train_command(
         "--stage2-init", help="Stage 2 starts from the 'initial' model (as in the paper) or the 'stage1' one.")
     ] = "initial",
     augment: Annotated[bool, typer.Option("--augment/--no-augment",
-                                          help="Augment images while the image tower trains.")] = True,
+                                          help="Augment images while the image tower trains (mmembed-mini "
+                                          "only).")] = True,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     save_every: Annotated[int, typer.Option("--save-every", min=0,
                                             help="Also checkpoint every N steps (0: each epoch).")] = 0,
@@ -107,6 +114,10 @@ def train_command(
     stage_epochs = {s: v for s, v in ((1, stage1_epochs), (2, stage2_epochs), (3, stage3_epochs)) if v}
     parts = tuple(p.strip() for p in train_parts.split(",") if p.strip())
     command = _command_line(ctx)
+    # options that only mean something for mmembed-mini: other backends refuse them when given explicitly
+    # (compared by name: typer ships its own copy of click's ParameterSource)
+    mini_only = [flag for name, flag in (("image_lr", "--image-lr"), ("augment", "--augment/--no-augment"))
+                 if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"]
     previous = signal.getsignal(signal.SIGTERM)
     try:
         cfg = FinetuneConfig(stages=_parse_stages(stages), epochs=epochs, stage_epochs=stage_epochs,
@@ -129,7 +140,8 @@ def train_command(
         signal.signal(signal.SIGTERM, _sigterm)
         result = finetune(pair_list, encoder, out, pool=pool_list, config=cfg, parts=parts, augment=augment,
                           resume=resume, overwrite=overwrite, data_digests=(file_digest(pairs), file_digest(pool)),
-                          base_label=encoder, command=command,
+                          base_label=encoder, command=command, mini_only=mini_only, lora_r=lora_r,
+                          lora_alpha=lora_alpha,
                           log=lambda m: typer.secho(m, err=True, fg=typer.colors.CYAN))
         if eval_sets and before is not None:
             from .report import add_evaluation, evaluate_sets

@@ -548,7 +548,8 @@ class Finetuner:
 def _fingerprint(*, pairs_digest: str, pool_digest: str | None, base: str, cfg: FinetuneConfig,
                  backend: dict[str, Any]) -> str:
     blob = json.dumps({"pairs": pairs_digest, "pool": pool_digest, "base": base, "config": cfg.as_dict(),
-                       "backend": {k: backend[k] for k in ("backend", "trained", "augment", "bf16") if k in backend}},
+                       "backend": {k: backend[k] for k in ("backend", "trained", "augment", "bf16", "lora")
+                                   if k in backend}},
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -591,6 +592,9 @@ def finetune(
     log: Callable[[str], None] = print,
     progress: bool | None = None,
     on_step: Callable[[dict[str, Any]], None] | None = None,
+    mini_only: Sequence[str] = (),
+    lora_r: int | None = None,
+    lora_alpha: float | None = None,
 ) -> FinetuneResult:
     """Fine-tune ``encoder`` (an :class:`~mmembed.Encoder`, or a name/path for ``load_encoder``) on ``pairs``
     and write a model directory to ``out`` (loadable with ``mmembed.load_encoder(out)``), a model card and a
@@ -600,6 +604,8 @@ def finetune(
     ``text_cache``: ``True`` for the shared on-disk cache of frozen-tower text embeddings, a path, or
     ``False``. ``data_digests``: (pairs file, pool file) hashes for the resume check (computed from the
     items when not given). ``on_step`` is called after every optimizer step (tests use it to interrupt).
+    ``mini_only``: mmembed-mini-only options the caller set explicitly (refused by other backends);
+    ``lora_r`` / ``lora_alpha``: LoRA rank and scale for transformers CLIP/SigLIP models (default 8 / 16).
     """
     from .backends import backend_for, default_text_cache_path
 
@@ -614,7 +620,8 @@ def finetune(
         encoder = load_encoder(encoder, device="cpu")
     cache_path = default_text_cache_path() if text_cache is True else (text_cache or None)
     backend = backend_for(encoder, parts=tuple(parts) if parts else ("adapters", "temperature"), augment=augment,
-                          bf16=bf16, text_cache=cache_path)  # type: ignore[arg-type]
+                          bf16=bf16, text_cache=cache_path, mini_only=mini_only, lora_r=lora_r,
+                          lora_alpha=lora_alpha)  # type: ignore[arg-type]
     if len(pairs) < 2:
         raise TrainingError(f"need at least 2 training pairs, got {len(pairs)}")
     data = build_training_data(pairs, pool)
@@ -643,7 +650,8 @@ def finetune(
     summary_cfg = {"base": base_label or base_name, "base_name": base_name, "config": cfg.as_dict(),
                    "trained": trained, "data": {"pairs": data.n_pairs, "pool": data.n_pool, "by_task": data.counts(),
                                                 "instruction_phrasings": len(data.instructions)}}
-    base_cfg = getattr(getattr(encoder, "model", None), "config", None) or {}
+    base_cfg = getattr(getattr(encoder, "model", None), "config", None)
+    base_cfg = base_cfg if isinstance(base_cfg, dict) else {}  # a transformers config has no model_name
     model_name = str(base_cfg.get("model_name", "mmembed"))
     model_name = model_name if model_name.endswith("-ft") else model_name + "-ft"
     backend.save(out_dir, extra_config={"model_name": model_name, "finetuned_from": base_name,
