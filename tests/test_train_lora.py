@@ -308,5 +308,16 @@ def test_cli_trains_a_clip_directory(tiny: dict[str, Any], model_dirs: dict[str,
     summary = json.loads((out / "training_summary.json").read_text())
     assert summary["trained"]["lora"] == {"r": 4, "alpha": 8.0, "dropout": 0.0}
     assert "--lora-r 4" in summary["command"] and not (out / "checkpoints").exists()
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "(LoRA r=4, alpha=8, dropout 0)" in card and "image tower" not in card.split("## Command")[0].lower()
     v = enc.encode_queries(tiny["texts"], instruction=T2I)
     assert v.shape == (len(tiny["texts"]), enc.dim) and np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
+
+
+def test_refused_options_fail_before_any_evaluation(tiny: dict[str, Any], model_dirs: dict[str, Path],
+                                                   tmp_path: Path) -> None:
+    """With --eval, a mini-only option is refused before the (slow) base-model evaluation starts."""
+    res = CliRunner().invoke(app, ["train", str(tiny["root"] / "pairs.jsonl"), "--encoder", str(model_dirs["clip"]),
+                                   "--out", str(tmp_path / "m"), "--image-lr", "0.1", "--eval", "no-such-set"])
+    assert res.exit_code == 2 and "--image-lr" in res.output
+    assert "evaluating" not in res.output and not (tmp_path / "m" / "model.safetensors").exists()

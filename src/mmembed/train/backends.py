@@ -229,7 +229,6 @@ class MiniBackend(TrainableBackend):
     def prepare(self, items: Sequence[Interleaved], where: Sequence[str], instructions: Sequence[str],
                 log: Callable[[str], None]) -> None:
         from ..encoders.mini import image_to_array
-        from ..errors import ImageLoadError
 
         texts: dict[str, int] = {}
         item_text = []
@@ -243,29 +242,7 @@ class MiniBackend(TrainableBackend):
         self.instr_rows = torch.tensor(instr_rows, dtype=torch.long)
         # images: decode once into a uint8 bank (deduplicated by location/bytes)
         size = self.model.image_size
-        keys: dict[str, int] = {}
-        arrays: list[np.ndarray] = []
-        self.item_images = []
-        n_img = sum(len(it.images) for it in items)
-        from tqdm.auto import tqdm
-
-        with tqdm(total=n_img, desc="decoding images", unit="image", disable=None if n_img > 200 else True,
-                  leave=False) as bar:
-            for it, w in zip(items, where):
-                rows = []
-                for part in it.images:
-                    key = _image_key(part)
-                    if key not in keys:
-                        try:
-                            img = part.load(self.policy).image
-                        except ImageLoadError as exc:
-                            raise ImageLoadError(f"{w}: {exc}") from None
-                        arrays.append(image_to_array(img, size))
-                        part.unload()
-                        keys[key] = len(arrays) - 1
-                    rows.append(keys[key])
-                    bar.update(1)
-                self.item_images.append(rows)
+        arrays, self.item_images = decode_images(items, where, self.policy, lambda img: image_to_array(img, size))
         self.bank = np.stack(arrays) if arrays else np.zeros((0, size, size, 3), dtype=np.uint8)
         self._image_table = None
         log(f"prepared {len(items)} items: {len(text_list)} distinct texts, {len(arrays)} distinct images")
@@ -424,6 +401,39 @@ _UNSUPPORTED = {
 }
 
 
+def decode_images(items: Sequence[Interleaved], where: Sequence[str], policy: ImagePolicy,
+                  convert: Callable[[Any], Any]) -> tuple[list[Any], list[list[int]]]:
+    """Decode every distinct image of ``items`` once (deduplicated by location or bytes) and ``convert`` it
+    (PIL image -> whatever the backend keeps); returns the converted images and, per item, the indices of its
+    images in order. An unreadable image raises :class:`ImageLoadError` naming ``where[i]``."""
+    from tqdm.auto import tqdm
+
+    from ..errors import ImageLoadError
+
+    keys: dict[str, int] = {}
+    out: list[Any] = []
+    per_item: list[list[int]] = []
+    n_img = sum(len(it.images) for it in items)
+    with tqdm(total=n_img, desc="decoding images", unit="image", disable=None if n_img > 200 else True,
+              leave=False) as bar:
+        for it, w in zip(items, where):
+            rows = []
+            for part in it.images:
+                key = _image_key(part)
+                if key not in keys:
+                    try:
+                        img = part.load(policy).image
+                    except ImageLoadError as exc:
+                        raise ImageLoadError(f"{w}: {exc}") from None
+                    out.append(convert(img))
+                    part.unload()
+                    keys[key] = len(out) - 1
+                rows.append(keys[key])
+                bar.update(1)
+            per_item.append(rows)
+    return out, per_item
+
+
 def backend_for(encoder: Any, *, mini_only: Sequence[str] = (), lora_r: int | None = None,
                 lora_alpha: float | None = None, **options: Any) -> TrainableBackend:
     """The :class:`TrainableBackend` for a loaded encoder, or :class:`TrainingError` saying what is missing.
@@ -458,4 +468,4 @@ def backend_for(encoder: Any, *, mini_only: Sequence[str] = (), lora_r: int | No
 
 
 __all__ = ["PARTS", "MiniBackend", "TextCache", "TrainableBackend", "TrainingError", "backend_for",
-           "default_text_cache_path"]
+           "decode_images", "default_text_cache_path"]

@@ -130,12 +130,6 @@ def train_command(
         typer.secho(f"reading {pairs}" + (f" and {pool}" if pool else ""), err=True, fg=typer.colors.CYAN)
         pair_list = read_pairs(pairs)
         pool_list = read_pool(pool) if pool is not None else []
-        before = None
-        if eval_sets:
-            from .report import evaluate_sets
-
-            typer.secho(f"evaluating {encoder} before training ...", err=True, fg=typer.colors.CYAN)
-            before = evaluate_sets(encoder, eval_sets, uninstructed=eval_sets)
         # SIGTERM (a scheduler stopping the job) checkpoints like Ctrl-C
         signal.signal(signal.SIGTERM, _sigterm)
         result = finetune(pair_list, encoder, out, pool=pool_list, config=cfg, parts=parts, augment=augment,
@@ -143,9 +137,13 @@ def train_command(
                           base_label=encoder, command=command, mini_only=mini_only, lora_r=lora_r,
                           lora_alpha=lora_alpha,
                           log=lambda m: typer.secho(m, err=True, fg=typer.colors.CYAN))
-        if eval_sets and before is not None:
+        if eval_sets:
             from .report import add_evaluation, evaluate_sets
 
+            # the base model is scored after training, so a refused option or bad data fails before any
+            # evaluation work; the base on disk is unchanged by training
+            typer.secho(f"evaluating {encoder} (before) ...", err=True, fg=typer.colors.CYAN)
+            before = evaluate_sets(encoder, eval_sets, uninstructed=eval_sets)
             typer.secho("evaluating the fine-tuned model ...", err=True, fg=typer.colors.CYAN)
             after = evaluate_sets(str(result.out), eval_sets, uninstructed=eval_sets)
             table = add_evaluation(result.out, before, after, base_label=encoder)

@@ -691,6 +691,11 @@ def model_card(summary: dict[str, Any], evaluation: str | None = None) -> str:
                       f"{mining['positive_at_rank_1']:.1%} of queries.\n")
     by_task = ", ".join(f"{k}: {v}" for k, v in summary["data"]["by_task"].items())
     params = trained.get("parameters", {})
+    # the image tower's own learning rate only means something where an image tower trains (mmembed-mini)
+    image_lr_txt = f" (image tower {cfg['image_lr']})" if "image-tower" in trained.get("trained", []) else ""
+    if "lora" in trained:
+        lo = trained["lora"]
+        image_lr_txt = f" (LoRA r={lo['r']}, alpha={lo['alpha']:g}, dropout {lo['dropout']:g})"
     card = f"""# Fine-tuned mmembed encoder
 
 Fine-tuned from `{summary['base']}` (`{summary['base_name']}`) with `mmembed train`: task instructions plus
@@ -702,7 +707,7 @@ modality-aware hard negatives, after MM-Embed (ICLR 2025). Load it with `mmembed
 - Parameters: {', '.join(f'{k} {v / 1e6:.2f}M' for k, v in params.items())}.
 - Data: {summary['data']['pairs']} pairs ({by_task}); pool of {summary['data']['pool']} documents;
   {summary['data']['instruction_phrasings']} instruction phrasings{' (task paraphrases sampled)' if cfg['paraphrase'] else ''}.
-- Optimiser: AdamW, lr {cfg['lr']} (image tower {cfg['image_lr']}), weight decay {cfg['weight_decay']}, batch
+- Optimiser: AdamW, lr {cfg['lr']}{image_lr_txt}, weight decay {cfg['weight_decay']}, batch
   {cfg['batch_size']}, warm-up {cfg['warmup_steps']} steps then cosine; {cfg['hard_negatives']} mined negatives per
   query per step; wrong-modality candidates must stay {cfg.get('modality_margin', 0)} (cosine) below the
   positive; anchor weight {cfg.get('anchor_weight', 0)}; {cfg.get('plain_fraction', 0):.0%} of rows asked without

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from ..images import ImagePolicy
 from ..inputs import Interleaved
-from .backends import PARTS, TrainableBackend, TrainingError, _image_key
+from .backends import PARTS, TrainableBackend, TrainingError, decode_images
 
 #: Attention projections LoRA adapts, in both towers (a regex on module names, as peft accepts): the
 #: ``self_attn`` blocks of the text and vision encoders, never SigLIP's pooling head.
@@ -164,7 +164,6 @@ class HFClipBackend(TrainableBackend):
     def prepare(self, items: Sequence[Interleaved], where: Sequence[str], instructions: Sequence[str],
                 log: Callable[[str], None]) -> None:
         from ..encoders.clip import item_text
-        from ..errors import ImageLoadError
 
         self.items = list(items)
         self.instructions = list(instructions)
@@ -172,31 +171,13 @@ class HFClipBackend(TrainableBackend):
         # instructed queries: "{instruction} {text}" is only known per (query, instruction); those are
         # tokenised on first use and kept. Image-only queries use the instruction alone: tokenise it now.
         self._tokenise([*texts, *self.instructions])
-        keys: dict[str, int] = {}
-        self.pixels = []
-        self.item_images = []
         proc = self.encoder.image_processor
-        n_img = sum(len(it.images) for it in items)
-        from tqdm.auto import tqdm
 
-        with tqdm(total=n_img, desc="decoding images", unit="image", disable=None if n_img > 200 else True,
-                  leave=False) as bar:
-            for it, w in zip(items, where):
-                rows = []
-                for part in it.images:
-                    key = _image_key(part)
-                    if key not in keys:
-                        try:
-                            img = part.load(self.policy).image
-                        except ImageLoadError as exc:
-                            raise ImageLoadError(f"{w}: {exc}") from None
-                        feats = proc(images=[img], return_tensors="pt")
-                        part.unload()
-                        self.pixels.append({k: v for k, v in feats.items() if isinstance(v, torch.Tensor)})
-                        keys[key] = len(self.pixels) - 1
-                    rows.append(keys[key])
-                    bar.update(1)
-                self.item_images.append(rows)
+        def features(img: Any) -> dict[str, torch.Tensor]:
+            feats = proc(images=[img], return_tensors="pt")
+            return {k: v for k, v in feats.items() if isinstance(v, torch.Tensor)}
+
+        self.pixels, self.item_images = decode_images(items, where, self.policy, features)
         log(f"prepared {len(items)} items: {len(self._tokens)} distinct texts, {len(self.pixels)} distinct images "
             f"(LoRA r={self.r}, alpha={self.alpha:g} on {len(self.lora_names) // 2} attention projections)")
 
