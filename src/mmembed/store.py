@@ -151,17 +151,52 @@ def _server_url(address: tuple[str, int, bool]) -> str:
     return f"{'https' if address[2] else 'http'}://{address[0]}:{address[1]}"
 
 
+#: Seconds a Chroma server may take to answer one request before the store gives up (chromadb's own HTTP
+#: client waits forever, so a hung server would block every caller).
+DEFAULT_SERVER_TIMEOUT = 120.0
+
+
+def _probe(address: tuple[str, int, bool], headers: Mapping[str, str] | None, timeout: float) -> None:
+    """Fail fast on a server that accepts connections but does not answer. Refused connections are left to
+    chromadb's client, whose error is reported below."""
+    import httpx
+
+    url = _server_url(address)
+    try:
+        httpx.get(f"{url}/api/v2/heartbeat", headers=dict(headers or {}), timeout=timeout)
+    except httpx.TimeoutException as exc:
+        raise StoreConnectionError(
+            f"the Chroma server at {url} did not answer within {timeout:g} s ({type(exc).__name__}); "
+            "is it overloaded or stuck? (Store(timeout=...) sets the limit)") from exc
+    except httpx.TransportError:
+        pass
+
+
+def _set_timeout(client: Any, timeout: float) -> None:
+    """Give chromadb's HTTP session a per-request timeout (it has none of its own). The session is a private
+    attribute; tests/reliability/test_server_mode.py fails if a chromadb release moves it."""
+    import httpx
+
+    session = getattr(getattr(client, "_server", None), "_session", None)
+    if isinstance(session, httpx.Client):
+        session.timeout = httpx.Timeout(timeout)
+
+
 def _client(path: str | os.PathLike[str] | None, address: tuple[str, int, bool] | None,
-            headers: Mapping[str, str] | None = None):  # type: ignore[no-untyped-def]
+            headers: Mapping[str, str] | None = None,
+            timeout: float = DEFAULT_SERVER_TIMEOUT):  # type: ignore[no-untyped-def]
     import chromadb
     from chromadb.config import Settings
 
     settings = Settings(anonymized_telemetry=False)
     if address is not None:
         host, port, ssl = address
+        _probe(address, headers, timeout)
         try:
-            return chromadb.HttpClient(host=host, port=port, ssl=ssl, headers=dict(headers or {}),
-                                       settings=settings)
+            client = chromadb.HttpClient(host=host, port=port, ssl=ssl, headers=dict(headers or {}),
+                                         settings=settings)
+            _set_timeout(client, timeout)
+            return client
         except Exception as exc:  # chromadb re-raises a refused connection as ValueError("Could not connect...")
             if not (_is_transport_error(exc) or _is_transport_error(exc.__context__ or exc)):
                 raise
@@ -182,6 +217,8 @@ class Store:
         encoder: an Encoder, or a name/path for :func:`mmembed.load_encoder` (loaded on first use).
         collection: collection name (3-512 characters: letters, digits, ``.``, ``_``, ``-``).
         host, port, url: use a Chroma server (``chroma run --path DIR --port 8000``) instead of a directory.
+        timeout: seconds a Chroma server may take to answer one request (server mode only) before
+            :class:`StoreConnectionError`; chromadb's own client would wait forever on a hung server.
         client: an existing chromadb client (wins over path/host).
         image_policy: how document/query images are loaded (remote fetching is off by default).
     """
@@ -197,10 +234,13 @@ class Store:
         url: str | None = None,
         client: Any = None,
         image_policy: ImagePolicy | None = None,
+        timeout: float = DEFAULT_SERVER_TIMEOUT,
     ) -> None:
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not timeout > 0:
+            raise InputError(f"timeout must be a positive number of seconds, got {describe(timeout)}")
         address = _server_address(host, port, url) if client is None else None
         self._server = _server_url(address) if address else None
-        self._client = client if client is not None else _client(path, address)
+        self._client = client if client is not None else _client(path, address, timeout=float(timeout))
         self._encoder_spec = encoder
         self._encoder: Encoder | None = encoder if isinstance(encoder, Encoder) else None
         self.collection_name = collection

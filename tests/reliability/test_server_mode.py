@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -53,6 +58,60 @@ def test_server_collection_refuses_another_encoder(chroma_server: ChromaServer, 
         Store(url=chroma_server.url, encoder=ToyEncoder(name="toy-b"), collection=collection_name).count()
     with pytest.raises(EncoderMismatchError, match="dim 64"):
         Store(url=chroma_server.url, encoder=ToyEncoder(name="toy-a", dim=32), collection=collection_name).add(["x"])
+
+
+def test_a_server_that_never_answers_is_reported_within_the_timeout() -> None:
+    """A socket that accepts connections and then says nothing (a hung server): chromadb's client alone
+    would wait forever."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(StoreConnectionError, match=f"the Chroma server at {url} did not answer within 1 s"):
+            Store(url=url, encoder=ToyEncoder(), timeout=1)
+        assert time.monotonic() - t0 < 10
+    finally:
+        stop.set()
+        thread.join()
+        for conn in held:
+            conn.close()
+        listener.close()
+    for bad in (0, -1, "5", True):
+        with pytest.raises(InputError, match="timeout must be a positive number"):
+            Store(url=url, encoder=ToyEncoder(), timeout=bad)
+
+
+def test_a_server_that_hangs_mid_session_is_reported_and_the_store_recovers(chroma_server_factory,  # type: ignore[no-untyped-def]
+                                                                             collection_name: str) -> None:
+    server = chroma_server_factory()
+    store = Store(url=server.url, encoder=ToyEncoder(), collection=collection_name, timeout=2)
+    # the per-request limit reaches chromadb's private HTTP session: this fails if a chromadb release moves it
+    assert store._client._server._session.timeout.read == 2.0
+    store.add(["alpha", "beta"])
+    os.kill(server.proc.pid, signal.SIGSTOP)  # the process stays, its socket accepts, nothing answers
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(StoreConnectionError, match=f"cannot reach the Chroma server at {server.url}"):
+            store.query("alpha", k=1)
+        assert time.monotonic() - t0 < 15
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)
+    assert store.query("alpha", k=1)[0].document == "alpha" and store.count() == 2
 
 
 def test_unreachable_server_is_a_clear_error() -> None:
