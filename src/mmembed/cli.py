@@ -56,10 +56,15 @@ def index(
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 32,
     strict: Annotated[bool, typer.Option("--strict", help="Stop at the first unreadable input instead of skipping it.")] = False,
     recursive: Annotated[bool, typer.Option("--recursive/--no-recursive")] = True,
+    replace_changed: Annotated[bool, typer.Option(
+        "--replace-changed", help="A file whose image or caption changed since it was indexed replaces its old "
+        "record (matched by its 'source' path), instead of leaving it beside the new one.")] = False,
 ) -> None:
     """Index a folder or manifest. Re-running is cheap: content already indexed is not embedded again.
 
     Records are written chunk by chunk, so an interrupted run keeps what it finished and a re-run resumes.
+    Records are keyed by content, so an edited file adds a new record; --replace-changed removes the old one
+    once the new one is written.
     """
     from .errors import MMEmbedError
     from .sources import read_source
@@ -94,7 +99,8 @@ def index(
                 part = docs[start : start + chunk]
                 res = store.add([d.item for d in part], ids=[d.id for d in part] if any(d.id for d in part) else None,
                                 metadatas=[d.metadata for d in part], on_error="raise" if strict else "skip",
-                                batch_size=batch_size, show_progress=False)
+                                batch_size=batch_size, show_progress=False,
+                                replace_by="source" if replace_changed else None)
                 for s in res.skipped:
                     s.index += start
                 total.merge(res)

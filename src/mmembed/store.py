@@ -84,16 +84,20 @@ class AddResult:
     unchanged: list[str] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
+    #: ids of older records deleted because a new record took their place (``Store.add(replace_by=...)``)
+    replaced: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         text = f"{len(self.added)} added, {len(self.unchanged)} already indexed, {len(self.skipped)} skipped"
-        return text + (f" ({len(self.updated)} with updated metadata)" if self.updated else "")
+        text += f" ({len(self.updated)} with updated metadata)" if self.updated else ""
+        return text + (f", {len(self.replaced)} outdated records removed" if self.replaced else "")
 
     def merge(self, other: "AddResult") -> "AddResult":
         self.added += other.added
         self.unchanged += other.unchanged
         self.skipped += other.skipped
         self.updated += other.updated
+        self.replaced += other.replaced
         return self
 
 
@@ -307,14 +311,23 @@ class Store:
         on_error: OnError = "raise",
         batch_size: int = 32,
         show_progress: bool | None = None,
+        replace_by: str | None = None,
     ) -> AddResult:
         """Embed and upsert documents. Idempotent: content already stored under the same id is not re-embedded.
 
         ``on_error="raise"`` (default) stops at the first bad input with an error naming it, before anything of
         its chunk is written; ``"skip"`` leaves bad inputs out and lists them in ``AddResult.skipped``.
+
+        ``replace_by="source"``: a document whose metadata key ``source`` equals that of stored records with
+        other ids replaces them (ids are content hashes, so an edited file would otherwise leave its old
+        record behind). The old records are deleted only after the new one is written, and never for an
+        input that was skipped; their ids are in ``AddResult.replaced``.
         """
         if on_error not in ("raise", "skip"):
             raise InputError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        if replace_by is not None and (not isinstance(replace_by, str) or not replace_by
+                                       or replace_by.startswith(RESERVED_PREFIX)):
+            raise InputError(f"replace_by must name a metadata key, got {describe(replace_by)}")
         items = list(items)
         if ids is not None:
             ids = list(ids)
@@ -337,7 +350,7 @@ class Store:
                     items[start:stop], start,
                     ids[start:stop] if ids is not None else None,
                     metadatas[start:stop] if metadatas is not None else None,
-                    on_error, batch_size,
+                    on_error, batch_size, replace_by,
                 ))
                 bar.update(stop - start)
         return result
@@ -366,7 +379,25 @@ class Store:
         return (given_id if given_id is not None else digest), item, record_meta
 
     def _add_chunk(self, items: list[Any], offset: int, ids: list[Any] | None, metas: list[Any] | None,
-                   on_error: OnError, batch_size: int) -> AddResult:
+                   on_error: OnError, batch_size: int, replace_by: str | None = None) -> AddResult:
+        result = AddResult()
+        kept: dict[Any, set[str]] = {}  # replace_by value -> ids this chunk writes or keeps under it
+        result.merge(self._write_chunk(items, offset, ids, metas, on_error, batch_size, replace_by, kept))
+        values = [v for v in kept if isinstance(v, (str, int, float)) and not isinstance(v, bool)]
+        if values:
+            with self._guard():
+                found = self.collection.get(where={replace_by: {"$in": values}}, include=["metadatas"])
+            stale = [rid for rid, meta in zip(found["ids"], found["metadatas"] or [])
+                     if rid not in kept.get((meta or {}).get(replace_by), {rid})]
+            if stale:
+                with self._guard():
+                    self.collection.delete(ids=stale)
+                result.replaced.extend(stale)
+        return result
+
+    def _write_chunk(self, items: list[Any], offset: int, ids: list[Any] | None, metas: list[Any] | None,
+                     on_error: OnError, batch_size: int, replace_by: str | None,
+                     kept: dict[Any, set[str]]) -> AddResult:
         result = AddResult()
         prepared: dict[str, tuple[int, Interleaved, dict[str, Any]]] = {}
         for j, value in enumerate(items):
@@ -386,6 +417,10 @@ class Store:
                 result.unchanged.append(rid)  # same content twice in one call
                 continue
             prepared[rid] = (index, item, meta)
+        if replace_by:  # only inputs that made it this far may replace older records
+            for rid, (_, _, meta) in prepared.items():
+                if meta.get(replace_by) is not None:
+                    kept.setdefault(meta[replace_by], set()).add(rid)
         if not prepared:
             return result
         # embedding cache: records already stored with the same content hash are not re-embedded

@@ -19,10 +19,11 @@ import numpy as np
 import pytest
 
 from conftest import ToyEncoder, make_png
-from mmembed import Store
+from mmembed import InputError, Store
 
 from .conftest import (
     LOGGED_TOY,
+    TOY,
     TESTS_DIR,
     ChromaServer,
     cli_cmd,
@@ -160,6 +161,52 @@ def test_moved_file_updates_its_location_without_re_embedding(tmp_path: Path) ->
     moved = store.get(res.updated)[0]
     assert moved.uris == [str(folder / "moved" / "img-00001.png")] and moved.metadata == {"source": "moved/img-00001.png"}
     assert store.count() == 3
+
+
+def test_an_edited_file_replaces_its_old_record_only_when_asked_and_only_once_the_new_one_is_written(
+        tmp_path: Path) -> None:
+    from mmembed.sources import scan_folder
+
+    folder = tmp_path / "pics"
+    make_captioned_images(folder, range(3))
+    store = Store(tmp_path / "db", encoder=ToyEncoder())
+
+    def index(**kw: object) -> "object":
+        docs = scan_folder(folder)
+        return store.add([d.item for d in docs], metadatas=[d.metadata for d in docs], on_error="skip", **kw)
+
+    first = index()
+    (folder / "img-00001.txt").write_text("an edited caption")
+    plain = index()  # content-hash ids: the edit is a new record beside the old one
+    assert len(plain.added) == 1 and plain.replaced == [] and store.count() == 4
+    edited = index(replace_by="source")
+    assert edited.added == [] and len(edited.replaced) == 1 and store.count() == 3
+    assert edited.summary() == "0 added, 3 already indexed, 0 skipped, 1 outdated records removed"
+    hits = store.collection.get(where={"source": "img-00001.png"}, include=["documents"])
+    assert hits["documents"] == ["an edited caption"] and hits["ids"] == plain.added
+    # the image changes too, in one step
+    make_png(folder / "img-00002.png", (1, 2, 3))
+    res = index(replace_by="source")
+    assert len(res.added) == 1 and len(res.replaced) == 1 and store.count() == 3
+    assert set(store.ids()) == {first.added[0], plain.added[0], res.added[0]}
+    # a file that no longer reads is skipped, and its old record is kept (never lose stored data)
+    (folder / "img-00000.png").write_bytes(b"not a png any more")
+    res = index(replace_by="source")
+    assert len(res.skipped) == 1 and res.replaced == [] and first.added[0] in store.ids()
+    with pytest.raises(InputError, match="replace_by must name a metadata key"):
+        store.add(["x"], replace_by="")
+
+
+def test_cli_replace_changed(tmp_path: Path) -> None:
+    folder = tmp_path / "pics"
+    make_captioned_images(folder, range(4))
+    common = ["index", str(folder), "--db", str(tmp_path / "db"), "-e", TOY]
+    assert run_cli(*common).returncode == 0
+    (folder / "img-00003.txt").write_text("the caption was edited")
+    out = run_cli(*common, "--replace-changed")
+    assert out.returncode == 0, out.stderr
+    assert "1 added, 3 already indexed, 0 skipped, 1 outdated records removed" in out.stdout
+    assert "holds 4 documents" in out.stdout
 
 
 def test_server_crash_mid_run_is_reported_and_a_rerun_completes(chroma_server_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
