@@ -32,7 +32,6 @@ benchmarks/README.md). Writes ``benchmarks/results/indexing.json``.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import hashlib
 import json
 import os
@@ -47,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_quality import RESULTS, command_line, machine_info, write_json  # noqa: E402
+from bench_quality import RESULTS, run_header, write_json  # noqa: E402
 
 SYSTEMS = ("mmembed", "langchain", "llamaindex")
 
@@ -330,10 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"same-embedding check (cosine on one image): {agreement}")
 
         payload = {
-            "benchmark": "indexing",
-            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "command": command_line(),
-            "machine": machine_info(),
+            **run_header("indexing", with_load=False),  # its own load record below
             "versions": _versions(),
             "images": {"count": len(images), "sources": composition},
             "model": {"architecture": "open_clip ViT (OpenAI layout), random weights", "seed": args.seed,

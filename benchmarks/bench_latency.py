@@ -19,7 +19,6 @@ images. Writes ``benchmarks/results/latency.json``.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import itertools
 import sys
 import tempfile
@@ -31,7 +30,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_quality import RESULTS, command_line, load_average, machine_info, write_json  # noqa: E402
+from bench_quality import RESULTS, load_average, run_header, write_json  # noqa: E402
 
 COLORS = ("red", "blue", "black", "white", "grey", "green", "navy", "beige", "brown", "pink", "striped", "checked")
 MATERIALS = ("leather", "cotton", "woollen", "denim", "silk", "knitted", "linen", "suede", "summer", "winter")
@@ -170,11 +169,7 @@ def main(argv: list[str] | None = None) -> int:
                   f" (p50), x{report[kind]['overhead_ratio_p95']:.2f} (p95)", flush=True)
 
     payload = {
-        "benchmark": "latency",
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": command_line(),
-        "machine": machine_info(),
-        "load_average": {"start": load_start, "end": load_average()},
+        **run_header("latency", load_start=load_start),
         "mmembed": mmembed.__version__,
         "chromadb": chromadb.__version__,
         "encoder": encoder.name,

@@ -69,6 +69,17 @@ def load_average() -> list[float] | None:
         return None
 
 
+def run_header(benchmark: str, *, load_start: list[float] | None = None, with_load: bool = True) -> dict[str, Any]:
+    """The fields every results JSON opens with: what ran, when, how it was started, on what machine, and
+    (``with_load``) the load average at the start (``load_start``, taken then) and now."""
+    head: dict[str, Any] = {"benchmark": benchmark,
+                            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                            "command": command_line(), "machine": machine_info()}
+    if with_load:
+        head["load_average"] = {"start": load_start, "end": load_average()}
+    return head
+
+
 def write_json(path: Path, payload: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -114,11 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                      "seconds": round(time.perf_counter() - t0, 1)})
         print(format_table(rows), file=sys.stderr, flush=True)
     payload = {
-        "benchmark": "quality",
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": command_line(),
-        "machine": machine_info(),
-        "load_average": {"start": load_start, "end": load_average()},
+        **run_header("quality", load_start=load_start),
         "mmembed": mmembed.__version__,
         "encoder": encoder.name,
         "reranker": getattr(reranker, "name", None),

@@ -15,8 +15,6 @@ sets. Writes ``benchmarks/results/rerank.json`` with the machine, date and exact
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import sys
 import time
 from pathlib import Path
@@ -25,7 +23,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_quality import command_line, load_average, machine_info, write_json  # noqa: E402
+from bench_quality import load_average, run_header, write_json  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_SETS = ("tuxpaint", "python-faq")
@@ -125,11 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             print(table(rows[-1 - len(rerankers):]), file=sys.stderr, flush=True)
     print(table(rows))
     payload = {
-        "benchmark": "rerank",
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": command_line(),
-        "machine": machine_info(),
-        "load_average": {"start": load_start, "end": load_average()},
+        **run_header("rerank", load_start=load_start),
         "mmembed": mmembed.__version__,
         "encoder": encoder.name,
         "reranker": default.name,
