@@ -91,6 +91,7 @@ def index(
         if not docs:
             _fail(f"no images or rows found in {path}")
         store = open_store(db, collection, url, host, port, encoder)
+        store.record_roots([path])
         chunk = batch_size * 4
         from tqdm.auto import tqdm
 

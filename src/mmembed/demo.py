@@ -32,6 +32,7 @@ def run_demo(db: Path, *, k: int = 5, limit: int | None = None, encoder: str = "
     if limit:
         stamps = stamps[:limit]
     store = Store(db, encoder=encoder, collection="tuxpaint-demo")
+    store.record_roots({s.image_path.parent for s in stamps})
     typer.echo(f"Indexing {len(stamps)} images with {store.encoder.name} into {db} ...")
     res = store.add(
         [{"image": s.image_path} for s in stamps],
@@ -68,6 +69,7 @@ def run_mixed(db: Path, stamps: list, *, encoder: str = "default", k: int = 3) -
     from .store import Store
 
     store = Store(db, encoder=encoder, collection="tuxpaint-demo-mixed")
+    store.record_roots({s.image_path.parent for s in stamps})
     typer.secho("\nImages and their captions in one collection", bold=True)
     typer.echo(f"Indexing the {len(stamps)} images again, and their captions as separate text documents ...")
     res = store.add(

@@ -9,6 +9,7 @@ so opening it with another encoder is refused instead of silently mixing vector 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import urllib.parse
@@ -45,6 +46,10 @@ _K_DIM = "mmembed:dim"
 _K_HASH = "mmembed:hash"
 _K_MODALITY = "mmembed:modality"
 _K_URIS = "mmembed:image_uris"
+# collection metadata: JSON list of absolute directories whose files this collection may reference (the indexed
+# roots and the assets directory). Components that read stored locations (the search page, rerankers) serve
+# or open only files under these.
+_K_ROOTS = "mmembed:roots"
 
 
 @dataclass
@@ -300,6 +305,41 @@ class Store:
 
     def _guard(self):  # type: ignore[no-untyped-def]
         return _server_errors(self._server)
+
+    # ---- file roots ----------------------------------------------------------------------------------
+    @property
+    def roots(self) -> list[Path]:
+        """Directories whose files this collection's records may point at (recorded at index time).
+
+        Empty for collections indexed before roots were recorded: readers then serve no files.
+        """
+        raw = (self.collection.metadata or {}).get(_K_ROOTS)
+        if not raw:
+            return []
+        try:
+            values = json.loads(raw)
+        except (TypeError, ValueError):
+            return []
+        return [Path(v) for v in values if isinstance(v, str)]
+
+    def record_roots(self, paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+        """Add directories (made absolute and resolved; a file counts as its parent) to the recorded roots.
+
+        Idempotent; keeps the order of first recording. Returns the roots now recorded.
+        """
+        current = [str(p) for p in self.roots]
+        for value in paths:
+            p = Path(value).expanduser().resolve()
+            if p.is_file() or p.suffix and not p.exists():
+                p = p.parent
+            if str(p) not in current:
+                current.append(str(p))
+        meta = {k: v for k, v in (self.collection.metadata or {}).items() if not k.startswith("hnsw:")}
+        if meta.get(_K_ROOTS) != json.dumps(current):
+            meta[_K_ROOTS] = json.dumps(current)
+            with self._guard():
+                self.collection.modify(metadata=meta)
+        return [Path(c) for c in current]
 
     # ---- writing -------------------------------------------------------------------------------------
     def add(
