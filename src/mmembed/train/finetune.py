@@ -607,7 +607,8 @@ def finetune(
     ``mini_only``: mmembed-mini-only options the caller set explicitly (refused by other backends);
     ``lora_r`` / ``lora_alpha``: LoRA rank and scale for transformers CLIP/SigLIP models (default 8 / 16).
     """
-    from .backends import backend_for, default_text_cache_path
+    from .backends import default_text_cache_path
+    from .dispatch import backend_for
 
     t_start = time.monotonic()
     cfg = config or FinetuneConfig()
