@@ -230,20 +230,16 @@ def baseline_applies(name: str, subset: Subset) -> bool:
 
 # ---- one dataset -----------------------------------------------------------------------------------------
 def resolve_reranker(reranker: Any, encoder: Any = None) -> Any:
-    """A reranker object from a name/path (``mmembed.load_reranker``); objects pass through.
+    """A reranker object from a name/path (:func:`mmembed.pipeline.as_reranker`); objects pass through.
 
     The first-stage ``encoder`` is handed over so rerankers that re-embed (the default one) score in the
     space the candidates were retrieved in.
     """
     if reranker is None or not isinstance(reranker, str):
         return reranker
-    import mmembed
+    from ..pipeline import as_reranker  # the one loader (mmembed.load_reranker, cached per process)
 
-    try:
-        load = mmembed.load_reranker
-    except (ImportError, AttributeError) as exc:
-        raise InputError(f"cannot load reranker {reranker!r}: the reranker registry is not available ({exc})") from exc
-    return load(reranker, encoder=encoder) if encoder is not None else load(reranker)
+    return as_reranker(reranker, encoder=encoder)
 
 
 def resolve_encoder(encoder: Any) -> Any:
