@@ -20,6 +20,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import ToyEncoder, make_png
+from data_support import fetch_or_skip
 from mmembed.data.fetch import DataFetchError
 from mmembed.data.tuxpaint import Stamp
 from mmembed.eval import datasets as ds
@@ -581,10 +582,7 @@ def test_cli_eval_reports_fetch_failures(monkeypatch: pytest.MonkeyPatch, toy_re
 
 # ---- the real packages ----------------------------------------------------------------------------------
 def _load_or_skip(name: str, **kw: Any) -> EvalDataset:
-    try:
-        return load_dataset(name, **kw)
-    except DataFetchError as exc:
-        pytest.skip(f"cannot fetch the package for {name}: {exc}")
+    return fetch_or_skip(f"the package for {name}", lambda: load_dataset(name, **kw))
 
 
 @pytest.mark.network_data
