@@ -124,7 +124,11 @@ def load_encoder(
 
     ``device`` ``None`` picks CUDA/MPS when present, else CPU; ``dtype`` ``None`` picks half precision on
     accelerators and float32 on CPU. Extra keyword arguments go to the backend (for example
-    ``allow_remote=True`` to let it fetch http(s) images). Nothing is ever downloaded.
+    ``allow_remote=True`` to let it fetch http(s) images).
+
+    A hub id (``org/name`` or ``org/name@revision``) that is neither registered nor a local directory is
+    downloaded once into the Hugging Face cache (only the files its backend reads) and loaded from there
+    afterwards; ``HF_HUB_OFFLINE=1`` or ``local_files_only=True`` use the cache only (see :mod:`mmembed.hub`).
     """
     key = os.fspath(name)
     if key in _NAMED:
@@ -135,8 +139,26 @@ def load_encoder(
         return _resolve(_BACKENDS[backend])(path, device=device, dtype=dtype, **kwargs)
     if _SPEC.match(key):
         return _load_spec(key, device=device, dtype=dtype, **kwargs)
+    from .. import hub
+
+    if hub.is_hub_id(key):
+        return load_from_hub(key, device=device, dtype=dtype, **kwargs)
     raise ModelLoadError(
         f"unknown encoder {key!r}: not a registered name ({', '.join(available_encoders())}), no such "
-        "directory, and not a 'package.module:factory' spec. mmembed never downloads weights: download once "
-        "where the hub is reachable, then pass the local directory."
+        "directory, not a hub id (org/name or org/name@revision) and not a 'package.module:factory' spec"
     )
+
+
+#: ``load_encoder`` options that steer the download rather than the backend.
+HUB_OPTIONS = ("cache_dir", "local_files_only", "revision", "token", "progress")
+
+
+def load_from_hub(name: str, *, device: str | None = None, dtype: str | None = None, **kwargs: Any) -> Encoder:
+    """A hub id (``org/name[@revision]``): download what the backend needs once (see :mod:`mmembed.hub`),
+    then load the snapshot directory like a local one. ``cache_dir``, ``local_files_only``, ``revision``,
+    ``token`` and ``progress`` steer the download; other options go to the backend."""
+    from .. import hub
+
+    opts = {k: kwargs.pop(k) for k in HUB_OPTIONS if k in kwargs}
+    path, backend = hub.resolve(name, kind="encoder", detect=detect_backend, **opts)
+    return _resolve(_BACKENDS[backend])(path, device=device, dtype=dtype, **kwargs)

@@ -8,7 +8,8 @@
   the MLLM yes/no reranker.
 * ``mmembed_reranker.json`` with ``{"backend": "..."}`` in a directory forces a backend.
 
-Backends are imported only when used. Nothing is ever downloaded.
+Backends are imported only when used. A hub id (``org/name[@revision]``) is downloaded once into the
+Hugging Face cache (see :mod:`mmembed.hub`).
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ def load_reranker(
     encoder: Any = None,
     **kwargs: Any,
 ) -> Reranker:
-    """Load a reranker by name (``default``) or local directory (cross-encoder or MLLM checkpoint).
+    """Load a reranker by name (``default``), local directory (cross-encoder or MLLM checkpoint) or hub id.
 
     ``encoder`` is the first-stage encoder (an Encoder or a name for :func:`mmembed.load_encoder`); only
     rerankers that re-embed use it (the default one), others ignore it -- the pipeline passes the store's
@@ -127,10 +128,17 @@ def load_reranker(
     if path.exists():
         backend = detect_backend(path)
         return _resolve(_BACKENDS[backend])(path, device=device, dtype=dtype, **kwargs)
+    from .. import hub
+
+    if hub.is_hub_id(key):
+        from ..encoders.registry import HUB_OPTIONS
+
+        opts = {k: kwargs.pop(k) for k in HUB_OPTIONS if k in kwargs}
+        path, backend = hub.resolve(key, kind="reranker", detect=detect_backend, **opts)
+        return _resolve(_BACKENDS[backend])(path, device=device, dtype=dtype, **kwargs)
     raise ModelLoadError(
-        f"unknown reranker {key!r}: not a registered name ({', '.join(available_rerankers())}) and no such "
-        "directory. mmembed never downloads weights: download a checkpoint once where the hub is reachable, "
-        "then pass its local directory."
+        f"unknown reranker {key!r}: not a registered name ({', '.join(available_rerankers())}), no such "
+        "directory, and not a hub id (org/name or org/name@revision)"
     )
 
 
