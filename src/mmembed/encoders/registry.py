@@ -31,6 +31,8 @@ _BACKENDS: dict[str, str] = {
     "hf-clip": "mmembed.encoders.clip:load_hf_clip",
     "open_clip": "mmembed.encoders.clip:load_open_clip",
     "mm-embed": "mmembed.encoders.mmembed_llava:load_mmembed",
+    "qwen3-vl": "mmembed.encoders.qwen3_vl:load_qwen3_vl",
+    "sentence-transformers": "mmembed.encoders.sentence_transformers:load_sentence_transformer",
 }
 
 
@@ -74,7 +76,12 @@ def _load_spec(spec: str, **kwargs: Any) -> Encoder:
 
 
 def detect_backend(path: Path) -> str:
-    """Which backend can load the model directory ``path`` (by the files it holds)."""
+    """Which backend can load the model directory ``path`` (by the files it holds).
+
+    Order: ``mmembed_config.json``, ``open_clip_config.json``, then a ``config.json`` naming a model mmembed
+    runs natively (MM-Embed, Qwen3-VL-Embedding, CLIP/SigLIP) -- it wins over sentence-transformers' files,
+    so Qwen3-VL-Embedding (which ships both) runs on the native backend, proven equal to the
+    sentence-transformers path --, then ``modules.json`` (any other sentence-transformers model)."""
     if path.is_file():
         raise ModelLoadError(
             f"{path} is a file; give the model directory (an open_clip model needs open_clip_config.json "
@@ -100,13 +107,20 @@ def detect_backend(path: Path) -> str:
             return "mm-embed"
         if model_type in ("clip", "siglip", "siglip2"):
             return "hf-clip"
+        if model_type == "qwen3_vl":
+            return "qwen3-vl"
+        if (path / "modules.json").is_file():
+            return "sentence-transformers"
         raise ModelLoadError(
             f"{path}: config.json has model_type {model_type!r} / architectures {archs}, which mmembed cannot "
-            "load as an encoder (supported: MM-Embed, CLIP, SigLIP, open_clip, mmembed-mini)"
+            "load as an encoder (supported: MM-Embed, Qwen3-VL-Embedding, CLIP, SigLIP, open_clip, "
+            "mmembed-mini, and sentence-transformers models with a modules.json)"
         )
+    if (path / "modules.json").is_file():
+        return "sentence-transformers"
     raise ModelLoadError(
         f"{path} holds no model mmembed recognises (looked for mmembed_config.json, open_clip_config.json, "
-        "config.json)"
+        "config.json, modules.json)"
     )
 
 

@@ -6,6 +6,9 @@
   ``"model_type": "CrossEncoder"``, or a ``*ForSequenceClassification`` config): the text cross-encoder.
 * a directory holding a transformers image-text-to-text checkpoint (LLaVA-NeXT, Qwen2-VL, Idefics, ...):
   the MLLM yes/no reranker.
+* a Qwen3-VL-Reranker directory (``config.json`` with ``model_type`` ``qwen3_vl`` *and* a sentence-transformers
+  ``CrossEncoder`` config): the native Qwen3-VL yes/no reranker (:mod:`mmembed.rerankers.qwen3_vl`); a
+  Qwen3-VL chat model without that config is an MLLM for the generic yes/no reranker.
 * ``mmembed_reranker.json`` with ``{"backend": "..."}`` in a directory forces a backend.
 
 Backends are imported only when used. A hub id (``org/name[@revision]``) is downloaded once into the
@@ -36,6 +39,7 @@ _NAMED: dict[str, str | Callable[..., Reranker]] = {
 _BACKENDS: dict[str, str | Callable[..., Reranker]] = {
     "mllm": "mmembed.rerankers.mllm:load_mllm",
     "cross-encoder": "mmembed.rerankers.cross_encoder:load_cross_encoder",
+    "qwen3-vl": "mmembed.rerankers.qwen3_vl:load_qwen3_vl_reranker",
 }
 
 #: Backends that re-embed with the first-stage encoder and therefore accept ``encoder=``.
@@ -81,7 +85,13 @@ def detect_backend(path: Path) -> str:
             raise ModelLoadError(f"{own} names unknown backend {backend!r}; known: {sorted(_BACKENDS)}")
         return str(backend)
     st = path / "config_sentence_transformers.json"
-    if st.is_file() and _read_json(st).get("model_type") == "CrossEncoder":
+    is_cross_encoder = st.is_file() and _read_json(st).get("model_type") == "CrossEncoder"
+    cfg_path = path / "config.json"
+    if is_cross_encoder and cfg_path.is_file() and _read_json(cfg_path).get("model_type") == "qwen3_vl":
+        # Qwen3-VL-Reranker ships config.json and a sentence-transformers CrossEncoder config: the native
+        # backend wins (it needs no torchvision), proven equal to the sentence-transformers CrossEncoder
+        return "qwen3-vl"
+    if is_cross_encoder:
         return "cross-encoder"
     cfg_file = path / "config.json"
     if cfg_file.is_file():
