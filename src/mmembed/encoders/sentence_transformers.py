@@ -30,6 +30,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..errors import InputError, ModelLoadError
 from ..inputs import ImagePart, Interleaved, TextPart
 from ._torch import resolve_device, resolve_dtype
@@ -84,12 +86,19 @@ class SentenceTransformerEncoder(Encoder):
 
     def _encode_batch(self, items: Sequence[Interleaved], *, instruction: str | None, is_query: bool) -> Any:
         inputs = [self.to_input(it) for it in items]
-        common = {"batch_size": len(inputs), "convert_to_numpy": True, "show_progress_bar": False,
-                  "normalize_embeddings": False}
-        if is_query:
-            extra = query_prompt(self.model.prompts, instruction, messages=self.messages)
-            return self.model.encode_query(inputs, **extra, **common)
-        return self.model.encode_document(inputs, **common)
+        common = {"convert_to_numpy": True, "show_progress_bar": False, "normalize_embeddings": False}
+        extra = query_prompt(self.model.prompts, instruction, messages=self.messages) if is_query else {}
+        encode = self.model.encode_query if is_query else self.model.encode_document
+        # models without chat messages (CLIP) take one modality per call: group, encode, put back in order
+        groups: dict[str, list[int]] = {}
+        for i, x in enumerate(inputs):
+            kind = "text" if isinstance(x, str) else "dict" if isinstance(x, dict) else \
+                "message" if isinstance(x, list) else "image"
+            groups.setdefault(kind, []).append(i)
+        out = np.zeros((len(inputs), self.dim), dtype=np.float32)
+        for idx in groups.values():
+            out[idx] = encode([inputs[i] for i in idx], batch_size=len(idx), **extra, **common)
+        return out
 
 
 def _fingerprint(root: Path | None, model: Any) -> str:
