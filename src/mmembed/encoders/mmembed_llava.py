@@ -72,8 +72,8 @@ DEFAULT_CROSS_HEADS = 8
 _IGNORABLE_SUFFIXES = (".position_ids", ".rotary_emb.inv_freq")
 
 _DOWNLOAD_STEPS = (
-    "mmembed never downloads weights. Where the hub is reachable, download the checkpoint once "
-    "(about 16.4 GB, license CC-BY-NC-4.0):\n"
+    "Where the hub is reachable, mmembed.load_encoder('nvidia/MM-Embed') downloads the checkpoint into the "
+    "Hugging Face cache (about 16.4 GB, license CC-BY-NC-4.0); or download it once:\n"
     "    hf download nvidia/MM-Embed --local-dir MM-Embed      (or: huggingface-cli download ...)\n"
     "then copy the folder to this machine and load it with mmembed.load_encoder('path/to/MM-Embed'); "
     "or download into the Hugging Face cache (omit --local-dir) and use load_encoder('nvidia/MM-Embed'). "
