@@ -308,9 +308,12 @@ def run_raw_forward(spec: dict[str, Any]) -> dict[str, Any]:
                 images.append(im.convert("RGB"))
         return proc(images, return_tensors="pt")["pixel_values"]
 
+    def features(pixel_values: torch.Tensor) -> torch.Tensor:
+        out = model.get_image_features(pixel_values=pixel_values)
+        return getattr(out, "pooler_output", out)  # transformers 5 returns an output object
+
     with torch.inference_mode():
-        check = torch.nn.functional.normalize(model.get_image_features(pixel_values=pixels([spec["check"]])),
-                                              dim=-1)[0].tolist()
+        check = torch.nn.functional.normalize(features(pixels([spec["check"]])), dim=-1)[0].tolist()
     paths, bs = spec["images"], spec["batch_size"]
     batches = [pixels(paths[i : i + bs]) for i in range(0, len(paths), bs)]
     loaded = time.perf_counter()
@@ -318,7 +321,7 @@ def run_raw_forward(spec: dict[str, Any]) -> dict[str, Any]:
     t1 = time.perf_counter()
     with torch.inference_mode():
         for b in batches:
-            model.get_image_features(pixel_values=b)
+            features(b)
     t2 = time.perf_counter()
     return {"load_s": loaded - t0, "index_s": t2 - t1, "count": len(paths), "check": check,
             "rss_after_load_mb": rss_loaded}

@@ -219,8 +219,14 @@ def resolve(
     offline = offline_mode(local_files_only)
     cache = hub_cache_dir(cache_dir)
     show = progress if progress is not None else not _env_true("HF_HUB_DISABLE_PROGRESS_BARS")
-    folder = _snapshot(repo_id, rev, allow=METADATA_PATTERNS, cache=cache, offline=offline, kind=kind,
-                       progress=show, token=token, asked=rev)
+    try:
+        folder = _snapshot(repo_id, rev, allow=METADATA_PATTERNS, cache=cache, offline=offline, kind=kind,
+                           progress=show, token=token, asked=rev)
+    except ModelLoadError as exc:
+        if "@" in name:
+            raise
+        # "org/name" is also how a relative directory is written: say that none exists, in case one was meant
+        raise ModelLoadError(f"{exc} (no local directory {name!r} exists either)") from exc.__cause__
     label = repo_id + (f"@{rev}" if rev else "")
     if not folder.is_dir():  # nothing matched: no config, no tokenizer, no module list
         raise ModelLoadError(f"{label} is not a model mmembed can run as an {kind}: the repository has none of "
