@@ -226,3 +226,22 @@ def test_collection_remembers_the_matryoshka_dim(enc, emb_dir: Path, tmp_path: P
     assert ":dim64" in meta and "64" in meta
     with pytest.raises(mmembed.EncoderMismatchError, match="dim64|64"):
         mmembed.Store(tmp_path / "db", encoder=enc, collection="dim64").query("a red car", k=1)
+
+
+def test_reranker_hub_name_downloads_and_uses_the_qwen_backend(rr_dir: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch, rr) -> None:
+    """The registered name works even for a copy without the sentence-transformers files."""
+    from fake_hub import FakeHub
+
+    bare = shutil.copytree(rr_dir, tmp_path / "bare")
+    for f in ("modules.json", "config_sentence_transformers.json", "sentence_bert_config.json"):
+        (bare / f).unlink()
+    shutil.rmtree(bare / "1_LogitScore")
+    with FakeHub() as hub:
+        hub.add("Qwen/Qwen3-VL-Reranker-2B", bare)
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        got = mmembed.load_reranker("Qwen/Qwen3-VL-Reranker-2B", cache_dir=tmp_path / "cache")
+    assert type(got).__name__ == "Qwen3VLReranker"
+    cands = ["a red car", {"image": img(16), "text": "a dog"}]
+    np.testing.assert_allclose(got.score("a car", cands), rr.score("a car", cands), atol=1e-6)

@@ -87,4 +87,16 @@ def load_qwen3_vl_reranker(path: str | os.PathLike[str], *, device: str | None =
                            default_instruction=instruction, image_policy=policy)
 
 
-__all__ = ["DEFAULT_INSTRUCTION", "SYSTEM", "Qwen3VLReranker", "load_qwen3_vl_reranker"]
+def load_from_hub(name: str, *, device: str | None = None, dtype: str | None = None, **kwargs: Any
+                  ) -> Qwen3VLReranker:
+    """Registry target for ``Qwen/Qwen3-VL-Reranker-*``: download (or find in the cache) and load with this
+    backend, whether or not the repository ships a sentence-transformers CrossEncoder config."""
+    from .. import hub
+    from ..encoders.registry import HUB_OPTIONS
+
+    opts = {k: kwargs.pop(k) for k in HUB_OPTIONS if k in kwargs}
+    path, _ = hub.resolve(name, kind="reranker", detect=lambda _p: "qwen3-vl", **opts)
+    return load_qwen3_vl_reranker(path, device=device, dtype=dtype, **kwargs)
+
+
+__all__ = ["DEFAULT_INSTRUCTION", "SYSTEM", "Qwen3VLReranker", "load_from_hub", "load_qwen3_vl_reranker"]

@@ -33,6 +33,9 @@ CONFIG_FILE = "mmembed_reranker.json"
 _NAMED: dict[str, str | Callable[..., Reranker]] = {
     "default": "mmembed.rerankers.fusion:load_default",
     "mmembed-fusion": "mmembed.rerankers.fusion:load_default",
+    # downloaded by name (mmembed.hub) and always run by the Qwen3-VL yes/no backend, whatever files they ship
+    "Qwen/Qwen3-VL-Reranker-2B": "mmembed.rerankers.qwen3_vl:load_from_hub",
+    "Qwen/Qwen3-VL-Reranker-8B": "mmembed.rerankers.qwen3_vl:load_from_hub",
 }
 
 # backend key -> "module:function" taking (path, **kwargs)
