@@ -246,7 +246,13 @@ def load_parts(root: Path, *, padding_side: str, min_pixels: int, max_pixels: in
     if cfg.get("model_type") != "qwen3_vl":
         raise ModelLoadError(f"{root}: model_type {cfg.get('model_type')!r} is not qwen3_vl")
     from transformers import AutoTokenizer
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    try:  # transformers 5: the Pillow image processor has its own class
+        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
+            Qwen2VLImageProcessorPil,
+        )
+    except ImportError:  # transformers 4.x: the slow processor is the Pillow/numpy one
+        from transformers import Qwen2VLImageProcessor as Qwen2VLImageProcessorPil
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(root, local_files_only=True)
