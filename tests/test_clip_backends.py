@@ -453,8 +453,8 @@ OC_CFG = {
 def open_clip_mod() -> Any:
     mod, reason = _open_clip_or_reason()
     if mod is None:
-        if os.environ.get("MMEMBED_REQUIRE_OPEN_CLIP") == "1":  # scripts/test_open_clip.sh: this leg exists for it
-            pytest.fail(f"MMEMBED_REQUIRE_OPEN_CLIP=1 but {reason}", pytrace=False)
+        if os.environ.get("MMEMBED_TORCHVISION_LEG") == "1":  # scripts/test_torchvision_leg.sh: this leg exists for it
+            pytest.fail(f"MMEMBED_TORCHVISION_LEG=1 but {reason}", pytrace=False)
         pytest.skip(reason)
     return mod
 
