@@ -387,29 +387,49 @@ class Service:
                 "skipped": [{"index": s.index, "reason": s.reason} for s in res.skipped], "count": store.count()}
 
     def index_paths(self, paths: list[str], collection: str | None) -> dict[str, Any]:
-        from ..sources import read_source
+        """Index server-side image files or folders. Everything read must lie under the collection's roots
+        (symlinks pointing out are skipped), so manifests, whose rows may name any file, are not taken here."""
+        from ..sources import IMAGE_EXTENSIONS, SourceDoc, scan_folder
 
         store = self.store(collection)
-        roots = store.roots
+        roots = [r.resolve() for r in store.roots]
         if not roots:
             raise _Error(403, "this collection records no roots, so no server path may be indexed through the API; "
                          "index its folder once with `mmembed index`")
-        docs = []
+
+        def inside(p: Path) -> bool:
+            return any(p == r or r in p.parents for r in roots)
+
+        docs: list[SourceDoc] = []
         for value in paths:
             try:
-                servable = Path(value).expanduser().resolve(strict=True)
+                target = Path(value).expanduser().resolve(strict=True)
             except (OSError, RuntimeError):
                 raise InputError(f"path {value!r} does not exist on the server") from None
-            if not any(servable == r.resolve() or r.resolve() in servable.parents for r in roots):
+            if not inside(target):
                 raise _Error(403, f"path {value!r} is outside the directories recorded for this collection; refused")
-            docs += read_source(servable)
+            if target.is_dir():
+                docs += scan_folder(target)
+            elif target.suffix.lower() in IMAGE_EXTENSIONS:
+                caption_file = target.with_suffix(".txt")
+                caption = caption_file.read_text(encoding="utf-8", errors="replace").strip() \
+                    if caption_file.is_file() else ""
+                docs.append(SourceDoc(item={"image": target, "text": caption} if caption else {"image": target},
+                                      metadata={"source": target.name}, origin=str(target)))
+            else:
+                raise InputError(f"path {value!r} is neither a folder nor an image file")
         if not docs:
-            raise InputError("no images or rows found under the given paths")
+            raise InputError("no images found under the given paths")
+        refused = [d for d in docs if not inside(Path(d.item["image"]).resolve())]
+        docs = [d for d in docs if d not in refused]
         with self.lock:
-            res = store.add([d.item for d in docs], ids=[d.id for d in docs] if any(d.id for d in docs) else None,
-                            metadatas=[d.metadata for d in docs], on_error="skip")
-        return {"added": res.added, "unchanged": res.unchanged,
-                "skipped": [{"index": s.index, "reason": s.reason} for s in res.skipped], "count": store.count()}
+            res = store.add([d.item for d in docs], metadatas=[d.metadata for d in docs], on_error="skip") \
+                if docs else None
+        skipped = [{"index": s.index, "reason": s.reason} for s in (res.skipped if res else [])]
+        skipped += [{"name": Path(d.origin).name, "reason": "links outside the recorded roots; refused"}
+                    for d in refused]
+        return {"added": res.added if res else [], "unchanged": res.unchanged if res else [], "skipped": skipped,
+                "count": store.count()}
 
 
 async def _blocking(fn: Any, *args: Any) -> Any:

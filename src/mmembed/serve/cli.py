@@ -40,16 +40,17 @@ def _fail(message: str) -> None:
 
 
 def open_stores(db: Path, collections: list[str], url: str | None, host: str | None, port: int,
-                encoder: str) -> dict:  # type: ignore[type-arg]
+                encoder: object) -> dict:  # type: ignore[type-arg]
     """One Store per collection, sharing one encoder; a missing database or collection is an error (serving
     never creates one)."""
+    from ..encoders.base import Encoder
     from ..encoders.registry import load_encoder
     from ..errors import InputError
     from ..store import Store
 
     if not (url or host) and not db.is_dir():
         raise InputError(f"no database at {str(db)!r}: build one with `mmembed index PATH --db {db}` or `mmembed demo`")
-    enc = load_encoder(encoder)
+    enc = encoder if isinstance(encoder, Encoder) else load_encoder(encoder)  # type: ignore[arg-type]
     stores = {}
     for name in collections:
         if url or host:
