@@ -1,0 +1,237 @@
+"""The search page in a real headless Chromium, against `mmembed serve` started as a subprocess.
+
+The browser is Debian's ``chromium`` package (installed by .ci/run, and here with apt-get when missing and we
+are root), driven by Playwright with ``executable_path``; Playwright's own browser download is never used. In CI
+(``CI`` set) a missing browser fails the test instead of skipping it. The server runs the real default model
+over the demo's two collections (60 real Tux Paint stamps; images only, and images + captions).
+
+Set ``MMEMBED_UPDATE_SCREENSHOT=1`` to rewrite docs/serve.png, the README's screenshot, from this test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .conftest import COLLECTIONS
+
+pytestmark = pytest.mark.network_data
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _missing(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI must run the browser tests: .ci/run installs Debian's chromium)")
+    pytest.skip(reason)
+
+
+def _chromium() -> str:
+    if not Path(CHROMIUM).exists() and shutil.which("apt-get") and os.geteuid() == 0:
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=600, check=False)
+    if not Path(CHROMIUM).exists():
+        _missing("Chromium is not installed (apt-get install chromium)")
+    return CHROMIUM
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(demo_db) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    db, _ = demo_db
+    port = _free_port()
+    cmd = [sys.executable, "-m", "mmembed.cli", "serve", "--db", str(db), "--listen", f"127.0.0.1:{port}",
+           "--log-level", "warning"]
+    for c in COLLECTIONS:
+        cmd += ["-c", c]
+    log = open(db.parent / "serve.log", "w+b")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 240
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=5) as r:
+                    if json.load(r)["status"] == "ok":
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                log.seek(0)
+                pytest.fail(f"mmembed serve did not start: {log.read().decode(errors='replace')[-2000:]}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser_page(server, tmp_path_factory):  # type: ignore[no-untyped-def]
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("playwright is not installed (it is in the dev extra)")
+    exe = _chromium()
+    with sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=exe, headless=True, args=ARGS,
+            viewport={"width": 1200, "height": 860})
+        page = ctx.new_page()
+        page.set_default_timeout(120_000)
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.goto(server + "/")
+        page.errors = errors  # type: ignore[attr-defined]
+        yield page
+        ctx.close()
+
+
+def _search(page, *, expect_error: bool = False) -> None:  # type: ignore[no-untyped-def]
+    """Submit the form with the keyboard and wait until the page shows results or an error."""
+    before = page.locator("#status").inner_text()
+    page.get_by_role("searchbox", name="Words").press("Enter")
+    _wait_done(page, before, expect_error)
+
+
+def _wait_done(page, before: str, expect_error: bool) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.time() + 120  # generous: a shared 2-core machine under load answers slowly
+    while time.time() < deadline:
+        status = page.locator("#status").inner_text()
+        if expect_error and page.locator("#error").is_visible():
+            return
+        if not expect_error and status != before and "results from" in status:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"no results/error; status={page.locator('#status').inner_text()!r}, "
+                         f"error={page.locator('#error').inner_text()!r}")
+
+
+def _thumbs_loaded(page) -> int:  # type: ignore[no-untyped-def]
+    """How many result thumbnails finished loading as real pixels (waits for every one to settle)."""
+    loc = page.locator("#results img.thumb")
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        state = loc.evaluate_all("els => els.map(i => i.complete ? i.naturalWidth : -1)")
+        if state and all(w >= 0 for w in state):
+            return sum(1 for w in state if w > 0)
+        time.sleep(0.1)
+    raise AssertionError("thumbnails did not finish loading")
+
+
+def _cards(page) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
+    return page.locator("#results li.card").evaluate_all(
+        "els => els.map(e => ({id: e.dataset.id, modality: e.dataset.modality, "
+        "caption: e.querySelector('.caption').textContent}))")
+
+
+def _set_collection(page, name: str) -> None:  # type: ignore[no-untyped-def]
+    page.get_by_label("Collection", exact=True).select_option(name)
+
+
+def test_text_query_shows_thumbnails(browser_page) -> None:
+    page = browser_page
+    assert page.get_by_role("radio", name="find images").is_checked()
+    page.get_by_role("searchbox", name="Words").fill("a car")
+    _search(page)
+    cards = _cards(page)
+    assert len(cards) == 12 and cards[0]["caption"] == "A sports car."
+    assert _thumbs_loaded(page) == 12
+    assert "task text->image" in page.locator("#status").inner_text()
+    assert not page.errors  # type: ignore[attr-defined]
+
+
+def test_uploaded_image_finds_images(browser_page, demo_db) -> None:
+    _, stamps = demo_db
+    duck = next(s for s in stamps if "duck" in s.caption.lower())
+    page = browser_page
+    page.get_by_role("searchbox", name="Words").fill("")
+    page.locator("#file").set_input_files(str(duck.image_path))
+    assert page.locator("#preview").is_visible()
+    page.get_by_role("button", name="Search").click()
+    _wait_done(page, "", False)
+    cards = _cards(page)
+    assert cards[0]["caption"] == duck.caption and {c["modality"] for c in cards} == {"image"}
+    assert "task image->image" in page.locator("#status").inner_text()
+    assert _thumbs_loaded(page) == len(cards)
+    # the same image, changed by words: "images like this one, changed by my words"
+    page.get_by_role("searchbox", name="Words").fill("a car")
+    before = page.locator("#status").inner_text()
+    page.get_by_role("radio", name="images like this one, changed by my words").check()  # re-runs the search
+    _wait_done(page, before, False)
+    assert "task image+text->image" in page.locator("#status").inner_text()
+    assert "A sports car." in [c["caption"] for c in _cards(page)]
+    page.get_by_role("button", name="Remove image").click()
+    assert not page.locator("#preview").is_visible()
+
+
+def test_task_switch_returns_images_or_captions(browser_page) -> None:
+    page = browser_page
+    _set_collection(page, "tuxpaint-demo-mixed")
+    page.get_by_role("radio", name="find images").check()
+    page.get_by_role("searchbox", name="Words").fill("a bird")
+    _search(page)
+    assert {c["modality"] for c in _cards(page)} == {"image"}
+    assert _thumbs_loaded(page) == 12
+    # switch with the keyboard: arrow keys move between the radio buttons, and the search re-runs
+    before = page.locator("#status").inner_text()
+    page.get_by_role("radio", name="find images").focus()
+    page.keyboard.press("ArrowRight")
+    assert page.get_by_role("radio", name="find text").is_checked()
+    _wait_done(page, before, False)
+    cards = _cards(page)
+    assert {c["modality"] for c in cards} == {"text"} and len(cards) == 12
+    assert page.locator("#results .card.is-text .doc-text").count() == 12
+    assert "task text->text" in page.locator("#status").inner_text()
+    _set_collection(page, "tuxpaint-demo")
+    page.get_by_role("radio", name="find images").check()
+
+
+def test_bad_upload_shows_an_error(browser_page, tmp_path) -> None:
+    page = browser_page
+    bad = tmp_path / "notes.png"
+    bad.write_text("these are words, not pixels\n")
+    page.locator("#file").set_input_files(str(bad))
+    page.get_by_role("searchbox", name="Words").fill("")
+    _search(page, expect_error=True)
+    error = page.get_by_role("alert")
+    assert "is not an image" in error.inner_text() and "text file" in error.inner_text()
+    page.errors.clear()  # type: ignore[attr-defined]  # the browser logs the 415 it was meant to get
+    page.get_by_role("button", name="Remove image").click()
+    page.get_by_role("searchbox", name="Words").fill("a car")
+    _search(page)
+    assert not page.locator("#error").is_visible()
+
+
+def test_screenshot(browser_page, tmp_path) -> None:
+    page = browser_page
+    page.get_by_role("searchbox", name="Words").fill("fruit")
+    _search(page)
+    assert _thumbs_loaded(page) == 12
+    target = REPO / "docs" / "serve.png" if os.environ.get("MMEMBED_UPDATE_SCREENSHOT") else tmp_path / "serve.png"
+    page.screenshot(path=str(target))
+    assert target.stat().st_size > 20_000
+    assert not page.errors  # type: ignore[attr-defined]
