@@ -162,6 +162,13 @@ def test_text_query_shows_thumbnails(browser_page) -> None:
     assert _thumbs_loaded(page) == 12
     assert "task text->image" in page.locator("#status").inner_text()
     assert not page.errors  # type: ignore[attr-defined]
+    # keyboard: from the words, Tab reaches the search button, then the image picker, then what to find
+    page.get_by_role("searchbox", name="Words").focus()
+    order = []
+    for _ in range(3):
+        page.keyboard.press("Tab")
+        order.append(page.evaluate("() => document.activeElement.id || document.activeElement.value"))
+    assert order == ["go", "file", "images"], order
 
 
 def test_uploaded_image_finds_images(browser_page, demo_db) -> None:

@@ -32,13 +32,13 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.staticfiles import StaticFiles
 
-from ..errors import ImageLoadError, InputError, MMEmbedError, StoreConnectionError
+from ..errors import ImageLoadError, InputError, MMEmbedError, ModelLoadError, StoreConnectionError
 from ..images import ImagePolicy
 from ..inputs import image as image_part
 from ..instructions import get_task, list_tasks
 from ..pipeline import as_reranker, retrieve
 from ..store import Hit, Store
-from .thumbnails import THUMB_SIZES, FileRefused, ThumbnailCache, servable_path
+from .thumbnails import THUMB_SIZES, FileRefused, ThumbnailCache, resolve_roots, servable_path
 from .uploads import UnsupportedUpload, decode_data_uri, read_image_upload, to_png
 
 logger = logging.getLogger("mmembed.serve")
@@ -238,6 +238,7 @@ class Service:
         self.lock = threading.Lock()
         self._reranker: Any = None
         self._reranker_lock = threading.Lock()
+        self._roots: dict[str, tuple[tuple[Path, ...], frozenset[Path]]] = {}
 
     def store(self, name: str | None) -> Store:
         key = name or self.default
@@ -245,6 +246,15 @@ class Service:
             return self.stores[key]
         except KeyError:
             raise _Error(404, f"unknown collection {key!r}; this server serves: {', '.join(self.stores)}") from None
+
+    def roots(self, store: Store) -> frozenset[Path]:
+        """The store's recorded roots, resolved; cached until the recorded list changes."""
+        raw = tuple(store.roots)
+        cached = self._roots.get(store.collection_name)
+        if cached is None or cached[0] != raw:
+            cached = (raw, resolve_roots(list(raw)))
+            self._roots[store.collection_name] = cached
+        return cached[1]
 
     def reranker(self, store: Store) -> Any:
         with self._reranker_lock:
@@ -302,11 +312,12 @@ class Service:
                 raise
         took = (time.perf_counter() - start) * 1000
         name = req.collection or self.default
+        roots = self.roots(store)
         return SearchResponse(collection=name, task=task, instruction=req.instruction, reranked=reranker is not None,
                               took_ms=round(took, 2),
-                              hits=[self.hit_json(h, i + 1, store, name) for i, h in enumerate(hits)])
+                              hits=[self.hit_json(h, i + 1, store, name, roots) for i, h in enumerate(hits)])
 
-    def hit_json(self, hit: Hit, rank: int, store: Store, collection: str) -> SearchHit:
+    def hit_json(self, hit: Hit, rank: int, store: Store, collection: str, roots: frozenset[Path]) -> SearchHit:
         meta = hit.metadata
         page = meta.get("page")
         caption = meta.get("caption")
@@ -315,15 +326,16 @@ class Service:
             modality=hit.modality, text=(hit.document[:SNIPPET] if hit.document else None),
             caption=caption if isinstance(caption, str) else None,
             page=page if isinstance(page, (int, str)) and not isinstance(page, bool) else None,
-            metadata=meta, images=self.image_links(hit, store, collection),
+            metadata=meta, images=self.image_links(hit, store, collection, roots),
             item_url=self.item_url(hit.id, collection))
 
     def item_url(self, item_id: str, collection: str, suffix: str = "") -> str:
         query = "" if collection == self.default else "?" + urllib.parse.urlencode({"collection": collection})
         return f"/items/{urllib.parse.quote(item_id, safe='')}{suffix}{query}"
 
-    def image_links(self, hit: Hit, store: Store, collection: str) -> list[ImageLink]:
-        roots = store.roots
+    def image_links(self, hit: Hit, store: Store, collection: str,
+                    roots: frozenset[Path] | None = None) -> list[ImageLink]:
+        roots = self.roots(store) if roots is None else roots
         links = []
         for n, uri in enumerate(hit.uris):
             name = uri.rstrip("/").rsplit("/", 1)[-1]
@@ -449,7 +461,7 @@ def _search_openapi() -> dict[str, Any]:
 def _status_for(exc: MMEmbedError) -> int:
     if isinstance(exc, UnsupportedUpload):
         return 415
-    if isinstance(exc, StoreConnectionError):
+    if isinstance(exc, (StoreConnectionError, ModelLoadError)):
         return 503
     if isinstance(exc, ImageLoadError):
         return 422
@@ -536,7 +548,7 @@ def create_app(stores: Mapping[str, Store] | Store, config: ServeConfig | None =
         hit, store = await _blocking(service.get_hit, item_id, collection)
         if not 0 <= n < len(hit.uris):
             raise _Error(404, f"item {item_id!r} has no image #{n}")
-        path = servable_path(hit.uris[n], store.roots)
+        path = servable_path(hit.uris[n], service.roots(store))
         thumb = await _blocking(service.thumbs.get, path, size)
         headers = {"Cache-Control": "private, max-age=3600", "ETag": thumb.etag}
         if request.headers.get("if-none-match") == thumb.etag:

@@ -35,25 +35,32 @@ class FileRefused(MMEmbedError):
         self.status = status
 
 
-def servable_path(uri: str, roots: list[Path]) -> Path:
+def resolve_roots(roots: list[Path]) -> frozenset[Path]:
+    """The recorded roots with symlinks and ``..`` resolved (once per request, not once per hit)."""
+    out = set()
+    for root in roots:
+        try:
+            out.add(root.resolve())
+        except (OSError, RuntimeError):  # pragma: no cover - a root that vanished
+            continue
+    return frozenset(out)
+
+
+def servable_path(uri: str, roots: list[Path] | frozenset[Path]) -> Path:
     """The resolved local file for ``uri`` if it lies under one of ``roots``; FileRefused otherwise."""
     if not roots:
         raise FileRefused(NO_ROOTS)
     if "://" in uri or uri.lower().startswith("data:"):
         raise FileRefused("only local files under the collection's roots are served, not URLs")
+    resolved = roots if isinstance(roots, frozenset) else resolve_roots(roots)
     try:
         path = Path(uri).expanduser().resolve(strict=True)
     except (OSError, RuntimeError):
         raise FileRefused("the stored image file no longer exists", status=404) from None
-    for root in roots:
-        try:
-            real_root = root.resolve()
-        except (OSError, RuntimeError):  # pragma: no cover - a root that vanished
-            continue
-        if path == real_root or real_root in path.parents:
-            if not path.is_file():
-                raise FileRefused("the stored image location is not a file", status=404)
-            return path
+    if path in resolved or not resolved.isdisjoint(path.parents):
+        if not path.is_file():
+            raise FileRefused("the stored image location is not a file", status=404)
+        return path
     raise FileRefused("the stored image is outside the directories recorded for this collection; refused")
 
 

@@ -36,10 +36,7 @@
     const f = fileInput.files && fileInput.files[0];
     setImage(f || null, f ? f.name : "");
   });
-  clearBtn.addEventListener("click", () => { setImage(null); drop.focus(); });
-  drop.addEventListener("keydown", (e) => {
-    if (e.target === drop && (e.key === "Enter" || e.key === " ")) { e.preventDefault(); fileInput.click(); }
-  });
+  clearBtn.addEventListener("click", () => { setImage(null); fileInput.focus(); });
   ["dragenter", "dragover"].forEach((t) => drop.addEventListener(t, (e) => {
     e.preventDefault(); drop.classList.add("dragging");
   }));
@@ -104,7 +101,7 @@
     cap.appendChild(meta);
     fig.appendChild(cap);
     const a = document.createElement("a");
-    a.href = hit.item_url;
+    a.href = link ? link.url + "&size=512" : hit.item_url;  // a larger view of the image, or the item as JSON
     a.className = "card-link";
     a.setAttribute("aria-label", "result " + hit.rank + ": " + (title.textContent || hit.id));
     a.appendChild(fig);
