@@ -17,8 +17,6 @@ errors. Writes ``benchmarks/results/serve.json``.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import socket
 import subprocess
 import sys
@@ -42,13 +40,11 @@ def free_port() -> int:
 
 
 def start_server(db: Path, port: int, threads: int | None, log: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
-    if threads:
-        env["OMP_NUM_THREADS"] = str(threads)
-        env["MKL_NUM_THREADS"] = str(threads)
     cmd = [sys.executable, "-m", "mmembed.cli", "serve", "--db", str(db), "-c", COLLECTION,
            "--listen", f"127.0.0.1:{port}", "--log-level", "warning", "--timeout", "300"]
-    proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
+    if threads:
+        cmd += ["--threads", str(threads)]
+    proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     import httpx
 
     deadline = time.time() + 300

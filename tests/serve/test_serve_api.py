@@ -147,10 +147,12 @@ def test_page_numbers_and_snippets_of_document_chunks(tmp_path, demo_app) -> Non
     long_text = "Page three explains how to clean the filter of the coffee machine. " * 20
     store.add(["The coffee machine needs descaling every month.", long_text],
               metadatas=[{"page": 2, "source": "manual.pdf"}, {"page": 3, "source": "manual.pdf"}])
-    with TestClient(create_app(store, ServeConfig())) as c:
+    with TestClient(create_app(store, ServeConfig(reranker=None))) as c:
         hits = c.post("/search", json={"text": "clean the filter", "k": 2}).json()["hits"]
+        no_reranker = c.post("/search", json={"text": "clean the filter", "k": 2, "rerank": True})
     assert hits[0]["page"] == 3 and hits[0]["metadata"]["source"] == "manual.pdf"
     assert len(hits[0]["text"]) == 400 and long_text.startswith(hits[0]["text"])
+    assert no_reranker.status_code == 400 and "without a reranker" in no_reranker.json()["error"]
 
 
 @pytest.mark.parametrize("payload, status, message", [

@@ -59,6 +59,7 @@ def layout(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 def _client(store: Store, **config) -> TestClient:  # type: ignore[no-untyped-def]
+    config.setdefault("reranker", None)  # the default reranker needs the default model; these tests need neither
     return TestClient(create_app(store, ServeConfig(**config)), raise_server_exceptions=False)
 
 
@@ -210,7 +211,7 @@ def test_slow_requests_time_out(layout) -> None:
 
     _, _, store = layout
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(store, ServeConfig(timeout=1.0)), host="127.0.0.1", port=port,
+    server = uvicorn.Server(uvicorn.Config(create_app(store, ServeConfig(timeout=1.0, reranker=None)), host="127.0.0.1", port=port,
                                            log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

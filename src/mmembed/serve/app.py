@@ -9,6 +9,8 @@ errors as short JSON (never a stack trace), a time limit per request, and securi
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import json
 import logging
@@ -16,7 +18,8 @@ import math
 import threading
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -45,6 +48,7 @@ logger = logging.getLogger("mmembed.serve")
 
 STATIC_DIR = resources.files("mmembed.serve") / "static"
 MAX_TEXT = 2000
+LINK_TTL = 30.0  # seconds a search result's "is this image served" answer is reused
 SNIPPET = 400
 
 #: The page's three choices in plain words -> the generic task for each shape of query.
@@ -72,7 +76,7 @@ class ServeConfig:
     allow_writes: bool = False
     token: str | None = None
     cors_origins: list[str] = field(default_factory=list)
-    reranker: str = "default"
+    reranker: str | None = "default"
     upload_dir: Path | None = None
     thumbnail_cache_bytes: int = 64 * 1024 * 1024
 
@@ -224,8 +228,13 @@ async def _send_json(send: Any, status: int, body: dict[str, Any]) -> None:
 
 # ---- the service --------------------------------------------------------------------------------------------
 class Service:
-    """The stores and the model, shared by every request. Model calls are serialised by one lock: the encoder
-    already uses every core for one query, and tokenizers are not safe to call from several threads at once."""
+    """The stores and the model, shared by every request.
+
+    Every model call runs on one dedicated thread (``on_model_thread``): the encoder already uses every core for
+    one query, tokenizers are not safe to call from several threads at once, and the first encode on a new
+    thread pays a per-thread start-up of seconds in the text tower's native library (measured: 2-6 s on the
+    shared 2-core machine), which a pool of short-lived worker threads would pay again and again.
+    """
 
     def __init__(self, stores: Mapping[str, Store], config: ServeConfig) -> None:
         if not stores:
@@ -236,9 +245,11 @@ class Service:
         self.policy = ImagePolicy(max_bytes=config.max_upload_bytes, max_pixels=config.max_pixels)
         self.thumbs = ThumbnailCache(ImagePolicy(max_pixels=config.max_pixels), config.thumbnail_cache_bytes)
         self.lock = threading.Lock()
+        self.model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mmembed-model")
         self._reranker: Any = None
         self._reranker_lock = threading.Lock()
         self._roots: dict[str, tuple[tuple[Path, ...], frozenset[Path]]] = {}
+        self._links: dict[tuple[str, frozenset[Path]], tuple[float, str | None]] = {}
 
     def store(self, name: str | None) -> Store:
         key = name or self.default
@@ -257,15 +268,30 @@ class Service:
         return cached[1]
 
     def reranker(self, store: Store) -> Any:
+        if not self.config.reranker:
+            raise InputError("this server was started without a reranker (--reranker none)")
         with self._reranker_lock:
             if self._reranker is None:
                 self._reranker = as_reranker(self.config.reranker, store)
             return self._reranker
 
+    async def on_model_thread(self, fn: Any) -> Any:
+        """Run ``fn`` on the model thread; a request timeout stops waiting for it (it finishes on its own)."""
+        return await asyncio.wrap_future(self.model_thread.submit(fn))
+
     def warm_up(self) -> None:
-        """Load the encoder and open every collection before the first request."""
+        """Load the encoder (and whatever it loads lazily, by embedding one query) and open every collection
+        before the first request, so the first user does not wait for it."""
+        first = next(iter(self.stores.values()))
+        vector = first.encoder.encode_queries(["warm-up"], task="text->image")[0]
         for store in self.stores.values():
-            store.count()
+            if store.count():
+                store.query_vector(vector, k=1)  # Chroma loads a collection's vector index on its first query
+        if self.config.reranker and first.count():
+            # the reranker imports and loads its own models on first use (tens of seconds on a busy machine):
+            # pay it before the first request, not during it
+            retrieve(first, "warm-up", k=1, fetch_k=2, task="text->image", reranker=self.reranker(first),
+                     on_error="skip")
 
     # -- search --
     def resolve_task(self, req: SearchRequest, has_image: bool) -> str | None:
@@ -339,15 +365,32 @@ class Service:
         links = []
         for n, uri in enumerate(hit.uris):
             name = uri.rstrip("/").rsplit("/", 1)[-1]
-            try:
-                servable_path(uri, roots)
-            except FileRefused as exc:
-                links.append(ImageLink(url=None, name=name, note=str(exc)))
+            note = self._link_note(uri, roots)
+            if note is not None:
+                links.append(ImageLink(url=None, name=name, note=note))
                 continue
             url = self.item_url(hit.id, collection, "/image")
             url += ("&" if "?" in url else "?") + f"n={n}"
             links.append(ImageLink(url=url, name=name))
         return links
+
+    def _link_note(self, uri: str, roots: frozenset[Path]) -> str | None:
+        """Why ``uri`` is not served (None: it is). Remembered for LINK_TTL seconds, because resolving every hit's
+        path on every search costs more than the search; GET /items/{id}/image always checks afresh."""
+        key = (uri, roots)
+        now = time.monotonic()
+        found = self._links.get(key)
+        if found is not None and now - found[0] < LINK_TTL:
+            return found[1]
+        try:
+            servable_path(uri, roots)
+            note = None
+        except FileRefused as exc:
+            note = str(exc)
+        if len(self._links) > 100_000:
+            self._links.clear()
+        self._links[key] = (now, note)
+        return note
 
     def get_hit(self, item_id: str, collection: str | None) -> tuple[Hit, Store]:
         store = self.store(collection)
@@ -478,12 +521,17 @@ def create_app(stores: Mapping[str, Store] | Store, config: ServeConfig | None =
     config = config or ServeConfig()
     service = Service(stores, config)
     if warm_up:
-        service.warm_up()
+        service.model_thread.submit(service.warm_up).result()
 
     # OpenAPI docs at /docs with Swagger UI's files served by the app (fastapi-offline), never from a CDN
     from fastapi_offline import FastAPIOffline
 
-    app = FastAPIOffline(docs_url="/docs", redoc_url=None, static_url="/docs-assets",
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        service.model_thread.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPIOffline(docs_url="/docs", redoc_url=None, static_url="/docs-assets", lifespan=lifespan,
                          favicon_url="/static/favicon.svg", title="mmembed", version=_version(),
                          description="Multimodal search over Chroma collections: text, images or both, steered "
                          "by a task. The search page is at /.")
@@ -531,13 +579,16 @@ def create_app(stores: Mapping[str, Store] | Store, config: ServeConfig | None =
 
     @app.post("/search", response_model=SearchResponse, openapi_extra=_search_openapi(),
               summary="Search with text and/or an image (JSON with a data: URI, or multipart with a file)")
-    async def search(request: Request) -> SearchResponse:
+    async def search(request: Request) -> Response:
         req, image_bytes, name = await _parse_search(request, config.max_upload_bytes)
-        image = None
-        if image_bytes is not None:
-            data = image_bytes
-            image = await _blocking(lambda: read_image_upload(data, name=name, policy=service.policy))
-        return await _blocking(service.search, req, image)
+
+        def work() -> SearchResponse:  # decoding and searching in one worker-thread trip
+            image = None if image_bytes is None else read_image_upload(image_bytes, name=name, policy=service.policy)
+            return service.search(req, image)
+
+        result = await service.on_model_thread(work)
+        # serialised once here (the response_model above documents it; FastAPI would validate it again)
+        return Response(result.model_dump_json(), media_type="application/json")
 
     @app.get("/items/{item_id:path}/image", summary="Thumbnail of an item's stored image",
              responses={200: {"content": {"image/webp": {}, "image/png": {}}}})
@@ -573,14 +624,14 @@ def create_app(stores: Mapping[str, Store] | Store, config: ServeConfig | None =
             collection = form.get("collection")
             if not files:
                 raise InputError("send the images as multipart form field 'files'")
-            return await _blocking(service.index_uploads, files, captions,
-                                   collection if isinstance(collection, str) else None)
+            name = collection if isinstance(collection, str) else None
+            return await service.on_model_thread(lambda: service.index_uploads(files, captions, name))
         if ctype.startswith("application/json"):
             try:
                 body = IndexRequest.model_validate_json(await request.body())
             except ValidationError as exc:
                 raise RequestValidationError(exc.errors()) from None
-            return await _blocking(service.index_paths, body.paths, body.collection)
+            return await service.on_model_thread(lambda: service.index_paths(body.paths, body.collection))
         raise _Error(415, "send multipart/form-data (field 'files') or JSON {\"paths\": [...]}")
 
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")

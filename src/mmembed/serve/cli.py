@@ -81,11 +81,14 @@ def register(app: typer.Typer) -> None:
             "--allow-writes", help=f"Enable POST /index (needs a bearer token in ${TOKEN_ENV}).")] = False,
         cors_origin: Annotated[Optional[list[str]], typer.Option(
             "--cors-origin", help="Allow browser pages from this origin to call the API (repeatable; off by default).")] = None,
-        reranker: Annotated[str, typer.Option("--reranker", help="Reranker used when a search asks for reranking.")] = "default",
+        reranker: Annotated[str, typer.Option(
+            "--reranker", help="Reranker used when a search asks for reranking ('none': no reranking, faster start).")] = "default",
         max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", min=0.01, help="Largest request body.")] = 10.0,
         timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds one request may take.")] = 60.0,
         upload_dir: Annotated[Optional[Path], typer.Option(
             "--upload-dir", help="Where images uploaded to POST /index are kept (default: DB/uploads).")] = None,
+        threads: Annotated[Optional[int], typer.Option(
+            "--threads", min=1, help="CPU threads for torch (1 is often faster on a busy machine).")] = None,
         log_level: Annotated[str, typer.Option("--log-level")] = "info",
     ) -> None:
         """Serve a search page and a REST API (POST /search, GET /items/ID, /docs) over indexed collections."""
@@ -99,13 +102,18 @@ def register(app: typer.Typer) -> None:
             _fail(f"`mmembed serve` needs the serve extra ({exc.name} is missing): pip install 'mmembed[serve]'")
             return
         bind_host, bind_port = parse_listen(listen)
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
         token = os.environ.get(TOKEN_ENV) or None
         if upload_dir is None and not (url or host):
             upload_dir = db / "uploads"
         try:
             config = ServeConfig(max_upload_bytes=int(max_upload_mb * 1024 * 1024), timeout=timeout,
                                  allow_writes=allow_writes, token=token if allow_writes else None,
-                                 cors_origins=list(cors_origin or []), reranker=reranker,
+                                 cors_origins=list(cors_origin or []),
+                                 reranker=None if reranker.lower() == "none" else reranker,
                                  upload_dir=upload_dir.resolve() if upload_dir else None)
             stores = open_stores(db, list(collection or ["mmembed"]), url, host, port, encoder)
             application = create_app(stores, config)

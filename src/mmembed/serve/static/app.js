@@ -172,6 +172,7 @@
       sel.appendChild(o);
     });
     $("collection-wrap").hidden = names.length < 2;
+    if (!h.reranker) $("rerank").closest("label").hidden = true;  // started with --reranker none
     const c = h.collections[h.default];
     $("served").textContent = h.default + " · " + (c ? c.count : "?") + " items · " + h.encoder;
   }).catch(() => {});
