@@ -211,8 +211,8 @@ def test_slow_requests_time_out(layout) -> None:
 
     _, _, store = layout
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(store, ServeConfig(timeout=1.0, reranker=None)), host="127.0.0.1", port=port,
-                                           log_level="warning"))
+    app = create_app(store, ServeConfig(timeout=1.0, reranker=None))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
