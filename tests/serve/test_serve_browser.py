@@ -110,24 +110,31 @@ def browser_page(server, tmp_path_factory):  # type: ignore[no-untyped-def]
         ctx.close()
 
 
-def _search(page, *, expect_error: bool = False) -> None:  # type: ignore[no-untyped-def]
-    """Submit the form with the keyboard and wait until the page shows results or an error."""
-    before = page.locator("#status").inner_text()
-    page.get_by_role("searchbox", name="Words").press("Enter")
-    _wait_done(page, before, expect_error)
+def _done(page) -> int:  # type: ignore[no-untyped-def]
+    """How many searches the page has finished (results drawn, or an error shown): its ``data-done``."""
+    return int(page.locator("#results").get_attribute("data-done") or 0)
 
 
-def _wait_done(page, before: str, expect_error: bool) -> None:  # type: ignore[no-untyped-def]
+def _after(page, action, *, expect_error: bool = False) -> None:  # type: ignore[no-untyped-def]
+    """Do ``action`` (which starts a search) and wait until the page has finished that search."""
+    before = _done(page)
+    action()
     deadline = time.time() + 120  # generous: a shared 2-core machine under load answers slowly
-    while time.time() < deadline:
-        status = page.locator("#status").inner_text()
-        if expect_error and page.locator("#error").is_visible():
-            return
-        if not expect_error and status != before and "results from" in status:
-            return
+    while _done(page) <= before:
+        if time.time() > deadline:
+            raise AssertionError(f"the search did not finish; status={page.locator('#status').inner_text()!r}")
         time.sleep(0.1)
-    raise AssertionError(f"no results/error; status={page.locator('#status').inner_text()!r}, "
-                         f"error={page.locator('#error').inner_text()!r}")
+    error = page.locator("#error")
+    if expect_error:
+        assert error.is_visible(), "expected an error message"
+    else:
+        assert not error.is_visible(), error.inner_text()
+        assert "results from" in page.locator("#status").inner_text()
+
+
+def _search(page, *, expect_error: bool = False) -> None:  # type: ignore[no-untyped-def]
+    """Submit the form with the keyboard (Enter in the words box)."""
+    _after(page, lambda: page.get_by_role("searchbox", name="Words").press("Enter"), expect_error=expect_error)
 
 
 def _thumbs_loaded(page) -> int:  # type: ignore[no-untyped-def]
@@ -178,43 +185,40 @@ def test_uploaded_image_finds_images(browser_page, demo_db) -> None:
     page.get_by_role("searchbox", name="Words").fill("")
     page.locator("#file").set_input_files(str(duck.image_path))
     assert page.locator("#preview").is_visible()
-    page.get_by_role("button", name="Search").click()
-    _wait_done(page, "", False)
+    _after(page, lambda: page.get_by_role("button", name="Search").click())
     cards = _cards(page)
     assert cards[0]["caption"] == duck.caption and {c["modality"] for c in cards} == {"image"}
     assert "task image->image" in page.locator("#status").inner_text()
     assert _thumbs_loaded(page) == len(cards)
     # the same image, changed by words: "images like this one, changed by my words"
     page.get_by_role("searchbox", name="Words").fill("a car")
-    before = page.locator("#status").inner_text()
-    page.get_by_role("radio", name="images like this one, changed by my words").check()  # re-runs the search
-    _wait_done(page, before, False)
+    # choosing what to find re-runs the search
+    _after(page, lambda: page.get_by_role("radio", name="images like this one, changed by my words").check())
     assert "task image+text->image" in page.locator("#status").inner_text()
     assert "A sports car." in [c["caption"] for c in _cards(page)]
     page.get_by_role("button", name="Remove image").click()
     assert not page.locator("#preview").is_visible()
+    _after(page, lambda: page.get_by_role("radio", name="find images").check())  # words only again
 
 
 def test_task_switch_returns_images_or_captions(browser_page) -> None:
     page = browser_page
-    _set_collection(page, "tuxpaint-demo-mixed")
-    page.get_by_role("radio", name="find images").check()
+    assert page.get_by_role("radio", name="find images").is_checked()
     page.get_by_role("searchbox", name="Words").fill("a bird")
-    _search(page)
+    _after(page, lambda: _set_collection(page, "tuxpaint-demo-mixed"))  # another collection re-runs the search
+    assert "tuxpaint-demo-mixed" in page.locator("#served").inner_text()
     assert {c["modality"] for c in _cards(page)} == {"image"}
     assert _thumbs_loaded(page) == 12
     # switch with the keyboard: arrow keys move between the radio buttons, and the search re-runs
-    before = page.locator("#status").inner_text()
     page.get_by_role("radio", name="find images").focus()
-    page.keyboard.press("ArrowRight")
+    _after(page, lambda: page.keyboard.press("ArrowRight"))
     assert page.get_by_role("radio", name="find text").is_checked()
-    _wait_done(page, before, False)
     cards = _cards(page)
     assert {c["modality"] for c in cards} == {"text"} and len(cards) == 12
     assert page.locator("#results .card.is-text .doc-text").count() == 12
     assert "task text->text" in page.locator("#status").inner_text()
-    _set_collection(page, "tuxpaint-demo")
-    page.get_by_role("radio", name="find images").check()
+    _after(page, lambda: _set_collection(page, "tuxpaint-demo"))
+    _after(page, lambda: page.get_by_role("radio", name="find images").check())
 
 
 def test_bad_upload_shows_an_error(browser_page, tmp_path) -> None:
@@ -242,3 +246,15 @@ def test_screenshot(browser_page, tmp_path) -> None:
     page.screenshot(path=str(target))
     assert target.stat().st_size > 20_000
     assert not page.errors  # type: ignore[attr-defined]
+
+
+def test_api_docs_render_offline(browser_page, server) -> None:
+    """Swagger UI at /docs draws the API from files this server serves: no request leaves 127.0.0.1."""
+    page = browser_page.context.new_page()
+    requested: list[str] = []
+    page.on("request", lambda r: requested.append(r.url))
+    page.goto(server + "/docs")
+    page.locator(".opblock").first.wait_for()
+    assert page.locator(".opblock-summary-path", has_text="/search").count() == 1
+    assert requested and all(u.startswith(server) for u in requested), requested
+    page.close()

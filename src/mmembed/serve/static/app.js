@@ -5,7 +5,7 @@
   const $ = (id) => document.getElementById(id);
   const form = $("search"), q = $("q"), fileInput = $("file"), drop = $("drop"), preview = $("preview");
   const fileName = $("file-name"), clearBtn = $("clear-image"), results = $("results");
-  const statusEl = $("status"), errorEl = $("error"), goBtn = $("go");
+  const statusEl = $("status"), errorEl = $("error");
   let imageBlob = null;  // the query image: from the picker, a drop or a paste
   let imageUrl = null;
 
@@ -90,7 +90,9 @@
     const cap = document.createElement("figcaption");
     const title = document.createElement("span");
     title.className = "caption";
-    title.textContent = hit.caption || (link ? (hit.text || link.name) : "") || hit.id;
+    // a text card already shows its text: its caption line names the item instead of repeating it
+    title.textContent = link || hit.images.length ? (hit.caption || hit.text || hit.images[0].name)
+      : (hit.caption && hit.caption !== hit.text ? hit.caption : hit.id);
     cap.appendChild(title);
     const meta = document.createElement("span");
     meta.className = "meta";
@@ -111,14 +113,21 @@
     return li;
   }
 
+  let latest = 0;    // only the newest search may draw its answer (an older, slower one is dropped)
+  let finished = 0;  // searches finished, drawn or refused; exposed as data-done for tests and tools
+
+  function finish() { results.dataset.done = String(++finished); }
+
   async function search(e) {
     if (e) e.preventDefault();
+    const mine = ++latest;
     showError("");
     const text = q.value.trim();
     const goal = form.querySelector("input[name=goal]:checked").value;
-    if (!text && !imageBlob) { showError("Type some words, add an image, or both."); q.focus(); return; }
+    if (!text && !imageBlob) { showError("Type some words, add an image, or both."); q.focus(); finish(); return; }
     if (goal === "edit" && !(text && imageBlob)) {
       showError("“Images like this one, changed by my words” needs an image and words describing the change.");
+      finish();
       return;
     }
     const data = new FormData();
@@ -131,13 +140,13 @@
     if (coll) data.append("collection", coll);
     const filter = $("filter").value.trim();
     if (filter) data.append("filter", filter);
-    goBtn.disabled = true;
     form.setAttribute("aria-busy", "true");
     statusEl.textContent = "Searching…";
     try {
       const resp = await fetch("/search", { method: "POST", body: data });
       let body = null;
       try { body = await resp.json(); } catch (_) { body = null; }
+      if (mine !== latest) return;
       if (!resp.ok) {
         const msg = body && body.error ? body.error : "search failed (HTTP " + resp.status + ")";
         showError(msg);
@@ -149,11 +158,14 @@
       statusEl.textContent = body.hits.length + " results from " + body.collection + " (" + how +
         (body.reranked ? ", reranked" : "") + ", " + Math.round(body.took_ms) + " ms)";
     } catch (err) {
+      if (mine !== latest) return;
       showError("The server could not be reached: " + err.message);
       statusEl.textContent = "";
     } finally {
-      goBtn.disabled = false;
-      form.removeAttribute("aria-busy");
+      if (mine === latest) {
+        form.removeAttribute("aria-busy");
+        finish();
+      }
     }
   }
   form.addEventListener("submit", search);
@@ -162,7 +174,20 @@
     if (results.children.length && (q.value.trim() || imageBlob)) search();
   }));
 
+  let health = null;
+  function showServed() {
+    if (!health) return;
+    const name = $("collection").value || health.default;
+    const c = health.collections[name];
+    $("served").textContent = name + " · " + (c ? c.count : "?") + " items · " + health.encoder;
+  }
+  $("collection").addEventListener("change", () => {
+    showServed();
+    if (results.children.length && (q.value.trim() || imageBlob)) search();
+  });
+
   fetch("/health").then((r) => r.json()).then((h) => {
+    health = h;
     const sel = $("collection");
     const names = Object.keys(h.collections || {});
     names.forEach((n) => {
@@ -173,7 +198,6 @@
     });
     $("collection-wrap").hidden = names.length < 2;
     if (!h.reranker) $("rerank").closest("label").hidden = true;  // started with --reranker none
-    const c = h.collections[h.default];
-    $("served").textContent = h.default + " · " + (c ? c.count : "?") + " items · " + h.encoder;
+    showServed();
   }).catch(() => {});
 })();
