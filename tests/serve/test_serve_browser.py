@@ -258,3 +258,18 @@ def test_api_docs_render_offline(browser_page, server) -> None:
     assert page.locator(".opblock-summary-path", has_text="/search").count() == 1
     assert requested and all(u.startswith(server) for u in requested), requested
     page.close()
+
+
+def test_a_missing_browser_fails_in_ci_and_skips_elsewhere(monkeypatch, tmp_path) -> None:
+    """The gate above: with CI set, no Chromium is a failure, never a skip."""
+    from . import test_serve_browser as module
+
+    monkeypatch.setattr(module, "CHROMIUM", str(tmp_path / "no-chromium"))
+    monkeypatch.setattr(module.shutil, "which", lambda name: None)  # and no apt-get to install it with
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI must run the browser tests"):
+        module._chromium()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception):
+        module._chromium()
+

@@ -88,7 +88,7 @@ def test_upload_size_cap_by_length_and_while_streaming(layout) -> None:
     ("tool.gif", b"\x7fELF\x02\x01\x01" + b"\0" * 64, 415, "it looks like an executable"),
     ("broken.png", b"\x89PNG\r\n\x1a\n" + b"\0garbage" * 20, 422, "'broken.png' could not be decoded"),
     ("empty.png", b"", 400, "give a query text, an image, or both"),
-])
+], ids=["text", "pdf", "html", "elf", "corrupt-png", "empty"])
 def test_uploads_are_sniffed_by_their_bytes(layout, name, data, status, message) -> None:
     _, _, store = layout
     r = _client(store).post("/search", files={"image": (name, data, "image/png")})
