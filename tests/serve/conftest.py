@@ -7,8 +7,6 @@ the real default model.
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
