@@ -221,6 +221,35 @@ def test_task_switch_returns_images_or_captions(browser_page) -> None:
     _after(page, lambda: page.get_by_role("radio", name="find images").check())
 
 
+_GIVE_FILE = """([kind, b64, name]) => {
+    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    const dt = new DataTransfer();
+    dt.items.add(new File([bytes], name, {type: "image/png"}));
+    if (kind === "drop") {
+        document.getElementById("drop").dispatchEvent(new DragEvent("drop", {dataTransfer: dt, bubbles: true,
+                                                                               cancelable: true}));
+    } else {
+        document.dispatchEvent(new ClipboardEvent("paste", {clipboardData: dt, bubbles: true, cancelable: true}));
+    }
+}"""
+
+
+@pytest.mark.parametrize("kind", ["drop", "paste"])
+def test_dropped_or_pasted_image_is_the_query(browser_page, demo_db, kind) -> None:
+    import base64
+
+    _, stamps = demo_db
+    cherries = next(s for s in stamps if "cherries" in s.caption.lower())
+    page = browser_page
+    page.get_by_role("searchbox", name="Words").fill("")
+    page.evaluate(_GIVE_FILE, [kind, base64.b64encode(cherries.image_path.read_bytes()).decode(), "c.png"])
+    assert page.locator("#preview").is_visible() and page.locator("#file-name").inner_text() == "c.png"
+    _search(page)
+    assert _cards(page)[0]["caption"] == cherries.caption
+    assert "task image->image" in page.locator("#status").inner_text()
+    page.get_by_role("button", name="Remove image").click()
+
+
 def test_bad_upload_shows_an_error(browser_page, tmp_path) -> None:
     page = browser_page
     bad = tmp_path / "notes.png"
