@@ -580,38 +580,19 @@ def bench_rerank_ablations(res: Results) -> str:
             "Paint figures by less than their noise and are off by default.")
 
 
-# ---- margin ablation (benchmarks/bench_margin.py -> margin.json) ---------------------------------------------------
-@block("training.margin")
-def training_margin(res: Results) -> str:
-    data = res("margin")
-    shipped = _rows(res("models"), "mmembed-mini")
-    lines = ["| modality margin | ModAcc@1 mixed text->image | ModAcc@1 mixed image->text | R@10 images-only "
-             "text->image | R@10 FAQ |", "|---|---|---|---|---|"]
-    for run in data["runs"]:
-        rows = run["after"]
-        lines.append(f"| {run['modality_margin']:g} (this run) | {f3(metric(rows, 'tuxpaint-mixed', 'text->image', 'ModAcc@1'))} | "
-                     f"{f3(metric(rows, 'tuxpaint-mixed', 'image->text', 'ModAcc@1'))} | "
-                     f"{f3(metric(rows, 'tuxpaint', 'text->image', 'R@10'))} | "
-                     f"{f3(metric(rows, 'python-faq', 'question->answer', 'R@10'))} |")
-    lines.append(f"| 0.2 (the shipped model) | {f3(metric(shipped, 'tuxpaint-mixed', 'text->image', 'ModAcc@1'))} | "
-                 f"{f3(metric(shipped, 'tuxpaint-mixed', 'image->text', 'ModAcc@1'))} | "
-                 f"{f3(metric(shipped, 'tuxpaint', 'text->image', 'R@10'))} | "
-                 f"{f3(metric(shipped, 'python-faq', 'question->answer', 'R@10'))} |")
-    lines += ["", run_line(data) + " (`benchmarks/results/margin.json`; the shipped row from `models.json`)."]
-    return "\n".join(lines)
-
-
+# ---- the recipe's training data (benchmarks/modality_data.py -> modality_data.json) ---------------------------------
 @block("training.recipe-data")
 def training_recipe_data(res: Results) -> str:
-    data = res("margin")
-    run = data["runs"][0]
-    d = run["data"]
+    data = res("modality_data")
+    d = data["data"]
     by = d["by_task"]
     return (f"**Pairs** (cached in `runs/modality/data`) from the emoji/icon/Fashion-MNIST training sets, never Tux "
-            f"Paint: {by.get('text->image', 0):,} text->image, {by.get('image->text', 0):,} image->text and "
-            f"{by.get('text->text', 0):,} text->text ({d['pairs']:,} in all), a pool of {d['pool']:,} documents, "
-            f"{d['instruction_phrasings']} instruction phrasings (counted by `benchmarks/bench_margin.py`, "
-            "`benchmarks/results/margin.json`).")
+            f"Paint: {by.get('text->image', 0):,} text->image (an emoji or icon name, bare or in a short sentence, -> "
+            f"one of up to {data['images_per_concept']} drawings), {by.get('image->text', 0):,} image->text and "
+            f"{by.get('text->text', 0):,} text->text (the emoji's name in another language or its keywords -> the "
+            f"English name), {d['pairs']:,} in all; the pool file holds {d['pool_file_documents']:,} caption texts "
+            f"({d['pool']:,} documents with the positives); {d['instruction_phrasings']} instruction phrasings. "
+            f"Counted by `{data['command']}` on {data['date'][:10]} (`benchmarks/results/modality_data.json`).")
 
 
 # ---- rendering ---------------------------------------------------------------------------------------------------
