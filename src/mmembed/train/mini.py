@@ -256,6 +256,20 @@ def embed_captions(text_tower: Any, captions: list[str]) -> torch.Tensor:
     return out
 
 
+def _run_record(threads: int) -> dict[str, Any]:
+    """When and on what this run happened (no host names, no paths), for the card's figures."""
+    import datetime as dt
+    import platform
+
+    try:
+        load = [round(v, 2) for v in os.getloadavg()]
+    except (OSError, AttributeError):
+        load = None
+    return {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "cpu_count": os.cpu_count(),
+            "machine": platform.machine(), "python": platform.python_version(), "torch": torch.__version__,
+            "torch_threads": threads, "load_average_at_end": load}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m mmembed.train.mini", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="output model directory")
@@ -306,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = dict(model.config, weights_dtype=str(wdtype).replace("torch.", ""))
     summary = {"metrics": metrics, "train": result.__dict__ | {"history": result.history[-5:]},
                "n_pairs": len(ts), "n_concepts": len(set(ts.concepts)), "text_tower": args.text_tower,
-               "total_minutes": (time.monotonic() - t_start) / 60, "command": cmd}
+               "total_minutes": (time.monotonic() - t_start) / 60, "command": cmd, "run": _run_record(args.threads)}
     (out / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if metrics:
         from .cards import CARD_FILE, towers_card, training_data_table

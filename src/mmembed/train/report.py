@@ -17,7 +17,8 @@ def evaluate_sets(encoder: Any, datasets: Sequence[Any], *, limit: int | None = 
     :class:`~mmembed.eval.datasets.EvalDataset` s) with
     ``encoder`` (an Encoder, name or path); returns the dense rows (no baselines).
 
-    Datasets named in ``uninstructed`` are scored a second time with every query asked *without* an
+    Datasets named in ``uninstructed`` (by the name given, or a built dataset by its own name) are scored a
+    second time with every query asked *without* an
     instruction (subset names get `` (no instruction)``): fine-tuning must not break plain search."""
     from dataclasses import replace
 
@@ -30,7 +31,7 @@ def evaluate_sets(encoder: Any, datasets: Sequence[Any], *, limit: int | None = 
     for spec in datasets:
         ds = load_dataset(spec, limit=limit) if isinstance(spec, str) else spec
         rows += evaluate(ds, enc, baselines=False, index=index)
-        if ds.name in uninstructed:
+        if (spec if isinstance(spec, str) else ds.name) in uninstructed:
             plain = replace(ds, subsets=[replace(s, name=f"{s.name} (no instruction)", task=None)
                                          for s in ds.subsets])
             rows += evaluate(plain, enc, baselines=False, index=index)
