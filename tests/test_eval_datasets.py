@@ -104,6 +104,17 @@ def test_tuxpaint_merges_identical_captions(stamps: list[Stamp]) -> None:
     assert i2t.query_ids == [s.id for s in stamps]
 
 
+def test_tuxpaint_per_stamp_asks_each_stamps_caption(stamps: list[Stamp]) -> None:
+    """The per-stamp protocol: one query per stamp (a shared caption is asked once per stamp), with every image
+    carrying that caption relevant, over the same pool as the per-caption subset."""
+    t2i, _, per = ds.tuxpaint(stamps=stamps, per_stamp=True).subsets
+    assert per.name == "text->image (per stamp)" and per.task == "text->image" and per.pool is t2i.pool
+    assert per.queries == ["A frog.", "A frog.", "A red apple.", "A banana."]
+    assert per.relevant == [(0, 1), (0, 1), (2,), (3,)]
+    assert per.query_ids == [s.id for s in stamps]
+    assert [s.name for s in ds.tuxpaint(stamps=stamps).subsets] == ["text->image", "image->text"]
+
+
 def test_tuxpaint_xling_per_language_without_untranslated(stamps: list[Stamp]) -> None:
     data = ds.tuxpaint_xling(stamps=stamps, languages=("de", "fr", "ja"))
     assert [s.name for s in data.subsets] == ["de", "fr"]  # no Japanese translations: skipped
