@@ -1,7 +1,8 @@
 """Parameter counts of the models in ``mmembed models``, by building each published architecture on the meta
 device (no weights, no download) and counting; memory = parameters x bytes per parameter (weights only).
 
-    python benchmarks/model_sizes.py     # writes src/mmembed/catalog_sizes.json (read by `mmembed models`)
+    python benchmarks/model_sizes.py     # writes src/mmembed/catalog_sizes.json (read by `mmembed models`
+                                         # and by scripts/render_figures.py)
 
 The architecture sizes are the published config.json values of each model, written out below.
 """
@@ -15,7 +16,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_quality import run_header  # noqa: E402
+from bench_quality import load_average, run_header  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "src" / "mmembed" / "catalog_sizes.json"
 
@@ -58,7 +59,9 @@ def siglip2_base() -> int:
         return count(SiglipModel(cfg))
 
 
-def mm_embed() -> int:
+def mm_embed_parts() -> dict[str, int]:
+    """MM-Embed's parameters by part (the vision tower, the projector with ``image_newline``, the language model
+    without an LM head, the latent-attention pooling head)."""
     from transformers import CLIPVisionConfig, CLIPVisionModel, MistralConfig, MistralModel
 
     from mmembed.encoders.nvembed_pooling import LatentAttentionPooling
@@ -70,7 +73,12 @@ def mm_embed() -> int:
                                           num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8))
         projector = torch.nn.Sequential(torch.nn.Linear(1024, 4096), torch.nn.Linear(4096, 4096))
         pooling = LatentAttentionPooling(4096)
-    return count(vision) + count(text) + count(projector) + 4096 + count(pooling)  # + image_newline
+    return {"CLIP ViT-L/14-336 vision tower": count(vision), "projector": count(projector) + 4096,  # + image_newline
+            "Mistral-7B without an LM head": count(text), "latent-attention head": count(pooling)}
+
+
+def mm_embed() -> int:
+    return sum(mm_embed_parts().values())
 
 
 def clip_vit_b32() -> int:
@@ -89,7 +97,14 @@ def minilm_l6() -> int:
         return count(BertModel(cfg, add_pooling_layer=False))
 
 
+def versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    return {dist: version(dist) for dist in ("mmembed", "torch", "transformers")}
+
+
 def main() -> int:
+    load_start = load_average()
     counts = {
         "Qwen/Qwen3-VL-Embedding-2B": qwen3_vl("2B", head=False),
         "Qwen/Qwen3-VL-Embedding-8B": qwen3_vl("8B", head=False),
@@ -100,10 +115,10 @@ def main() -> int:
         "openai/clip-vit-base-patch32": clip_vit_b32(),
         "sentence-transformers/all-MiniLM-L6-v2": minilm_l6(),
     }
-    result = {**run_header("model_sizes", with_load=False),
+    result = {**run_header("model_sizes", load_start=load_start), "versions": versions(),
               "method": "published architecture built on the meta device; parameters counted (tied once); "
                         "memory = parameters x 2 bytes (fp16/bf16) or x 4 bytes (fp32), weights only",
-              "parameters": counts}
+              "parameters": counts, "parts": {"nvidia/MM-Embed": mm_embed_parts()}}
     OUT.write_text(json.dumps(result, indent=2) + "\n")
     for name, n in counts.items():
         print(f"{name:42s} {n / 1e9:6.3f} B  fp16 {n * 2 / 1e9:5.1f} GB  fp32 {n * 4 / 1e9:5.1f} GB")

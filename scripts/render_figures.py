@@ -28,6 +28,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 MODELS = ROOT / "src" / "mmembed" / "models"
+#: parameter counts of the catalogued hub models, written by benchmarks/model_sizes.py (also read by `mmembed models`)
+SIZES = ROOT / "src" / "mmembed" / "catalog_sizes.json"
 #: the files whose figures are rendered (globs relative to the repository root)
 FILES: tuple[str, ...] = ("README.md", "docs/*.md", "benchmarks/README.md", "src/mmembed/models/*/MODEL_CARD.md")
 
@@ -41,13 +43,13 @@ class FigureError(Exception):
 class Results:
     """The results files, each read once (``benchmarks/results/NAME.json`` or a model's training summary)."""
 
-    def __init__(self, results: Path = RESULTS, models: Path = MODELS) -> None:
-        self.results, self.models = results, models
+    def __init__(self, results: Path = RESULTS, models: Path = MODELS, sizes: Path = SIZES) -> None:
+        self.results, self.models, self.sizes = results, models, sizes
         self._cache: dict[str, Any] = {}
 
     def __call__(self, name: str) -> dict[str, Any]:
         if name not in self._cache:
-            path = self.results / f"{name}.json"
+            path = self.sizes if name == "catalog_sizes" else self.results / f"{name}.json"
             if not path.is_file():
                 shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
                 raise FigureError(f"results file {shown} is missing: run its benchmark script")
@@ -593,6 +595,147 @@ def training_recipe_data(res: Results) -> str:
             f"English name), {d['pairs']:,} in all; the pool file holds {d['pool_file_documents']:,} caption texts "
             f"({d['pool']:,} documents with the positives); {d['instruction_phrasings']} instruction phrasings. "
             f"Counted by `{data['command']}` on {data['date'][:10]} (`benchmarks/results/modality_data.json`).")
+
+
+# ---- hub models' sizes (benchmarks/model_sizes.py -> src/mmembed/catalog_sizes.json) -------------------------------
+def _params(res: Results, model: str) -> int:
+    try:
+        return int(res("catalog_sizes")["parameters"][model])
+    except KeyError:
+        raise FigureError(f"catalog_sizes.json has no parameter count for {model!r}: run benchmarks/model_sizes.py") \
+            from None
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.0f}M" if n < 1e9 else f"{n / 1e9:.2f}B"
+
+
+def _gb(n: int, bytes_per_param: int, digits: int = 1) -> str:
+    return f"{n * bytes_per_param / 1e9:.{digits}f}"
+
+
+@block("readme.models")
+def readme_models(res: Results) -> str:
+    p = {m: _params(res, m) for m in ("google/siglip2-base-patch16-224", "Qwen/Qwen3-VL-Embedding-2B",
+                                      "Qwen/Qwen3-VL-Reranker-2B", "nvidia/MM-Embed")}
+    sig, emb, rr, mm = p.values()
+    return "\n".join([
+        "```python",
+        f'enc = mmembed.load_encoder("google/siglip2-base-patch16-224")    # {_size(sig)} params, {_gb(sig, 2)} GB fp16 '
+        f"/ {_gb(sig, 4)} GB fp32; Apache-2.0",
+        f'enc = mmembed.load_encoder("Qwen/Qwen3-VL-Embedding-2B", dim=1024)  # {_size(emb)}, {_gb(emb, 2)} / '
+        f"{_gb(emb, 4)} GB; Apache-2.0; Matryoshka 64..2048",
+        f'rr = mmembed.load_reranker("Qwen/Qwen3-VL-Reranker-2B")          # {_size(rr)}, {_gb(rr, 2)} / {_gb(rr, 4)} GB; '
+        "Apache-2.0",
+        f'enc = mmembed.load_encoder("nvidia/MM-Embed")                    # {_size(mm)}, {_gb(mm, 2)} / {_gb(mm, 4)} GB; '
+        "CC-BY-NC-4.0: NON-COMMERCIAL",
+        "```",
+    ])
+
+
+@block("readme.mm-embed")
+def readme_mm_embed(res: Results) -> str:
+    n = _params(res, "nvidia/MM-Embed")
+    return ("See [docs/mm-embed.md](docs/mm-embed.md): download `nvidia/MM-Embed` once where the hub is reachable, then\n"
+            "`mmembed.load_encoder(\"/path/to/MM-Embed\")` loads it on current transformers with no remote code (weights "
+            f"~{_gb(n, 2)} GB in\nfp16; fp32 on CPU needs ~{_gb(n, 4, 0)} GB; `src/mmembed/catalog_sizes.json`).")
+
+
+@block("mm-embed.memory")
+def mm_embed_memory(res: Results) -> str:
+    data = res("catalog_sizes")
+    n = _params(res, "nvidia/MM-Embed")
+    parts = data.get("parts", {}).get("nvidia/MM-Embed")
+    if not parts or sum(parts.values()) != n:
+        raise FigureError("catalog_sizes.json lacks MM-Embed's parts (or they do not add up): run "
+                          "benchmarks/model_sizes.py")
+    shown = ", ".join(f"{k} {v / 1e9:.2f} B" for k, v in parts.items())
+    return "\n".join([
+        "| | weights | notes |", "|---|---|---|",
+        f"| fp16 / bf16 (GPU default) | **~{_gb(n, 2)} GB** ({n / 1e9:.2f} B parameters) | plus activations, which "
+        "grow with batch size and length |",
+        f"| fp32 (CPU default) | ~{_gb(n, 4, 0)} GB of RAM | works, but slowly (CPU speed not measured here) |",
+        "",
+        f"The {n / 1e9:.2f} B parameters break down as: {shown}. The count comes from building the network at the "
+        f"published sizes on the meta device: `{data['command']}` on {data['date'][:10]}, transformers "
+        f"{data.get('versions', {}).get('transformers', '?')} (`src/mmembed/catalog_sizes.json`).",
+    ])
+
+
+# ---- mmembed serve (benchmarks/bench_serve.py -> serve.json) ---------------------------------------------------------
+def _load_range(data: dict[str, Any]) -> str:
+    load = data.get("load_average") or data.get("load_average_1_5_15") or {}
+    v = [load["start"][0], load["end"][0]]
+    lo, hi = round(min(v)), round(max(v))
+    return f"{lo}" if lo == hi else f"{lo}-{hi}"
+
+
+def _concurrent(data: dict[str, Any]) -> dict[str, Any]:
+    many = [t for t in data["throughput"].values() if isinstance(t, dict) and t.get("clients", 1) > 1]
+    if not many:
+        raise FigureError("serve.json has no concurrent-clients run: run benchmarks/bench_serve.py")
+    return max(many, key=lambda t: t["clients"])
+
+
+@block("readme.serve")
+def readme_serve(res: Results) -> str:
+    d = res("serve")
+    t, i = d["text"], d["image"]
+    one, many = d["throughput"]["one_client"], _concurrent(d)
+    target = d["target_overhead_ratio"]
+    within = ("within" if max(t["overhead_ratio_p50"], i["overhead_ratio_p50"]) <= target else "over")
+    return (f"Serving costs little over calling `mmembed.retrieve` in-process on the same index ({d['documents']} Tux "
+            f"Paint stamps,\n`{d['command']}`, {d['date'][:10]}, shared {d['machine']['cores']}-core machine at load "
+            f"average {_load_range(d)}; figures\nin `benchmarks/results/serve.json`): `POST /search` p50 "
+            f"{t['served_search']['p50_ms']:.1f} ms against {t['in_process_retrieve']['p50_ms']:.1f} ms for a text "
+            f"query (x{t['overhead_ratio_p50']:.2f}) and\n{i['served_search']['p50_ms']:.1f} ms against "
+            f"{i['in_process_retrieve']['p50_ms']:.1f} ms for an uploaded image (x{i['overhead_ratio_p50']:.2f}), "
+            f"{within} the x{target:g} target; {many['clients']} concurrent clients got "
+            f"{many['requests'] - many['errors']} of {many['requests']}\nanswers ({many['requests_per_second']:.1f} "
+            f"requests/s, against {one['requests_per_second']:.1f} for one client).")
+
+
+@block("bench.serve")
+def bench_serve(res: Results) -> str:
+    d = res("serve")
+    many, one = _concurrent(d), d["throughput"]["one_client"]
+    lines = [run_line(d, what="Last run") + f"; {d['documents']} Tux Paint stamps, encoder `{d['encoder']}`, "
+             f"k={d['k']}, the same torch threads on both sides; full figures in `results/serve.json`:", "",
+             "| query | in-process p50 / p95 ms | served p50 / p95 ms | ratio p50 / p95 |", "|---|---:|---:|---:|"]
+    for kind, label in (("text", "text"), ("image", "image upload")):
+        q = d[kind]
+        a, b = q["in_process_retrieve"], q["served_search"]
+        lines.append(f"| {label} (`{q['task']}`) | {a['p50_ms']:.1f} / {a['p95_ms']:.1f} | {b['p50_ms']:.1f} / "
+                     f"{b['p95_ms']:.1f} | {q['overhead_ratio_p50']:.2f} / {q['overhead_ratio_p95']:.2f} |")
+    below = [k for k in ("text", "image") if d[k]["overhead_ratio_p95"] < 1]
+    lines += ["", f"Throughput: one client {one['requests_per_second']:.1f} requests/s; {many['clients']} clients "
+              f"{many['requests_per_second']:.1f} requests/s with {many['errors']} errors in {many['requests']} requests "
+              f"(p95 latency {many['latency']['p95_ms']:.0f} ms: the model runs one query at a time on its own thread, "
+              "so concurrent clients queue)." + (" The p95 ratios below 1 are the load's noise, not a speed-up."
+                                                 if below else "")]
+    return "\n".join(lines)
+
+
+# ---- same weights as sentence-transformers (bench_indexing.py --systems mmembed-hf ... -> indexing_hf.json) ----------
+#: bench_indexing.py's target for mmembed_fraction_of_raw_forward (a setting, stated in its docstring)
+RAW_FORWARD_TARGET = 0.9
+
+
+@block("bench.indexing-hf")
+def bench_indexing_hf(res: Results) -> str:
+    d = res("indexing_hf")
+    s = d["systems"]
+    frac = d["mmembed_fraction_of_raw_forward"]
+    src = ", ".join(f"{n} {k}" for k, n in d["images"]["sources"].items())
+    verdict = (f"short of the {RAW_FORWARD_TARGET:g} target" if frac < RAW_FORWARD_TARGET
+               else f"meeting the {RAW_FORWARD_TARGET:g} target")
+    cos = min(d["same_embedding_cosine"].values())
+    return (run_line(d, what="Last run") + f"; {src} images, batch {d['mmembed_batch_size']} "
+            f"(`results/indexing_hf.json`): mmembed {s['mmembed-hf']['images_per_s']:.1f} images/s, "
+            f"sentence-transformers {s['sentence-transformers']['images_per_s']:.1f} "
+            f"({d['ratios_vs_mmembed']['sentence-transformers']['speedup']:.2f}x), raw forward pass "
+            f"{s['raw-forward']['images_per_s']:.1f}, so mmembed reached **{frac:.2f} of the raw forward pass, {verdict}** "
+            f"in that run. The three computed the same vector for the check image (lowest cosine {cos:.4f}).")
 
 
 # ---- rendering ---------------------------------------------------------------------------------------------------
