@@ -152,6 +152,35 @@ def test_image_tower_size_in_the_cards_equals_models_json() -> None:
         assert printed == [f"{models[name]['image_tower_parameters'] / 1e6:.2f}"], name
 
 
+#: dataset sizes printed in prose (set-ups, not measurements), each with the results file that records it
+def _tuxpaint_images(res: Any) -> int:
+    rows = res("quality")["results"]
+    return next(r["documents"] for r in rows if (r["dataset"], r["subset"]) == ("tuxpaint", "text->image"))
+
+
+PROSE_COUNTS: tuple[tuple[str, Any], ...] = (
+    (r"(\d[\d,]*)\s+(?:real\s+clip-art\s+images|Tux\s+Paint\s+(?:stamp\s+)?images|stamp\s+images"
+     r"|Tux\s+Paint\s+stamps|stamps,\s+never\s+trained)", _tuxpaint_images),
+    (r"(?:Indexing|indexing\s+the\s+same|#)\s+(\d[\d,]*)\s+(?:real\s+image\s+files|images)",
+     lambda res: res("indexing")["images"]["count"]),
+    (r"(?:on|with\s+the)\s+(\d[\d,]*)\s+(?:documents|Fashion-MNIST\s+test\s+images)",
+     lambda res: res("latency")["documents"]),
+)
+
+
+def test_dataset_sizes_in_prose_equal_the_results_files() -> None:
+    res = rf.Results()
+    for pattern, expected in PROSE_COUNTS:
+        want = expected(res)
+        seen = 0
+        for path in rf.files():
+            for m in re.finditer(pattern, _prose(path.read_text(encoding="utf-8"))):
+                seen += 1
+                assert int(m.group(1).replace(",", "")) == want, (
+                    f"{path.relative_to(ROOT)}: {m.group(0)!r} but the results file says {want}")
+        assert seen, f"no sentence matches {pattern!r} any more: drop it from PROSE_COUNTS"
+
+
 def test_results_files_record_how_they_were_made() -> None:
     for name in ("quality", "rerank", "latency", "indexing", "indexing_hf", "serve", "models", "fusion",
                  "modality_data", "catalog_sizes"):
