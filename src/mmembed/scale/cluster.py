@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,12 @@ logger = logging.getLogger(__name__)
 DECODE_TASK_CPUS = 0.25
 #: Logical CPUs kept free of encoder actors for the decode tasks (two at a time at DECODE_TASK_CPUS).
 DECODE_RESERVE_CPUS = 2 * DECODE_TASK_CPUS
+
+
+#: Address of a cluster started for one run. Ray replaces "127.0.0.1" and "localhost" by the machine's network
+#: address (so other machines could join); any other loopback address is kept. macOS and Windows configure
+#: only 127.0.0.1, which Ray keeps there (it runs no multi-node clusters on them).
+LOCAL_NODE_IP = "127.0.0.1" if sys.platform in ("darwin", "win32") else "127.0.0.2"
 
 
 class RayUnavailableError(MMEmbedError):
@@ -71,13 +78,16 @@ class Cluster:
 
 
 def connect(address: str | None = "auto", *, num_cpus: int | None = None, runtime_env: dict[str, Any] | None = None,
-            quiet: bool = True) -> Cluster:
+            node_ip_address: str | None = None, quiet: bool = True) -> Cluster:
     """Join or start a Ray cluster.
 
     ``address``: ``"auto"`` joins the cluster named by ``RAY_ADDRESS`` or one running on this machine
     (``ray start --head``), else starts a local one with ``num_cpus`` logical CPUs (default: this machine's
     CPU count); ``"local"`` always starts a local one; anything else (``HOST:PORT``, ``ray://...``) joins
     that cluster. A process already connected (``ray.init`` called by the user) keeps its connection.
+
+    A cluster started here serves this run only, so it listens on a loopback address (``node_ip_address``,
+    default :data:`LOCAL_NODE_IP`) rather than on the machine's network address, Ray's default.
     """
     ray = import_ray()
     if quiet:
@@ -102,7 +112,7 @@ def connect(address: str | None = "auto", *, num_cpus: int | None = None, runtim
             if env:
                 raise RayUnavailableError(f"cannot join the Ray cluster named by RAY_ADDRESS={env}: {exc}") from exc
     cpus = num_cpus or os.cpu_count() or 1
-    ray.init(num_cpus=cpus, include_dashboard=False, **kwargs)
+    ray.init(num_cpus=cpus, include_dashboard=False, _node_ip_address=node_ip_address or LOCAL_NODE_IP, **kwargs)
     return _describe(ray, "started", owned=True)
 
 

@@ -43,7 +43,7 @@ from .cluster import Cluster, Plan, connect, import_ray, plan_resources
 logger = logging.getLogger(__name__)
 
 #: Outcome of one input, as the pipeline reports it back to the driver.
-ADDED, UNCHANGED, UPDATED, SKIPPED = "added", "unchanged", "updated", "skipped"
+ADDED, UNCHANGED, UPDATED, SKIPPED, ERROR = "added", "unchanged", "updated", "skipped", "error"
 
 
 @dataclass
@@ -92,7 +92,12 @@ def decode_batch(batch: dict[str, np.ndarray], policy: Any, replace_by: str | No
 
 # ---- stage 3: embed and write (a pool of Ray actors) ------------------------------------------------------
 class EncodeAndWrite:
-    """A Ray Data actor: loads the encoder once, opens the collection, and writes each batch it is given."""
+    """A Ray Data actor: loads the encoder once, then embeds and writes each batch it is given.
+
+    An mmembed error while writing (the Chroma server gone, a collection built by another encoder) does not
+    raise out of the actor: Ray would hand the driver only a generic "UDF failed" error. The batch comes back
+    as ``error`` rows carrying the pickled exception instead, and the driver stops the run with it.
+    """
 
     def __init__(self, encoder: Any, store_url: str, collection: str, threads: int, device: str | None,
                  batch_size: int, timeout: float) -> None:
@@ -103,38 +108,56 @@ class EncodeAndWrite:
         except ImportError:  # pragma: no cover - every shipped encoder uses torch
             pass
         from ..encoders.base import Encoder
-        from ..store import Store
 
         if not isinstance(encoder, Encoder):
             from ..encoders.registry import load_encoder
 
             encoder = load_encoder(encoder, device=device)
-        self.store = Store(url=store_url, encoder=encoder, collection=collection, timeout=timeout)
-        self.store.collection  # noqa: B018 - open (and check the encoder against) the collection now
+        self.encoder = encoder
+        self.store_url, self.collection, self.timeout = store_url, collection, timeout
+        self.store: Any = None  # connected on first use, inside the error handling below
         self.batch_size = batch_size
+
+    def _store(self) -> Any:
+        if self.store is None:
+            from ..store import Store
+
+            store = Store(url=self.store_url, encoder=self.encoder, collection=self.collection, timeout=self.timeout)
+            store.collection  # noqa: B018 - open (and check the encoder against) the collection now
+            self.store = store
+        return self.store
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         status = [str(s) for s in batch["status"]]
         ids = [str(i) for i in batch["id"]]
-        prepared: dict[str, tuple[int, Any, dict[str, Any]]] = {}
-        for j, blob in enumerate(batch["record"]):
-            if status[j] == SKIPPED:
-                continue
-            rid, item, meta = pickle.loads(blob)
-            if rid in prepared:
-                status[j] = UNCHANGED  # the same content twice in one batch, as Store.add counts it
-                continue
-            prepared[rid] = (j, item, meta)
-        result = self.store._write_prepared(prepared, AddResult(), self.batch_size)
-        where = {rid: j for rid, (j, _, _) in prepared.items()}
-        for rid in result.added:
-            status[where[rid]] = ADDED
-        updated = set(result.updated)
-        for j, rid in enumerate(ids):
-            if not status[j]:
-                status[j] = UPDATED if rid in updated else UNCHANGED
+        error = b""
+        try:
+            prepared: dict[str, tuple[int, Any, dict[str, Any]]] = {}
+            for j, blob in enumerate(batch["record"]):
+                if status[j] == SKIPPED:
+                    continue
+                rid, item, meta = pickle.loads(blob)
+                if rid in prepared:
+                    status[j] = UNCHANGED  # the same content twice in one batch, as Store.add counts it
+                    continue
+                prepared[rid] = (j, item, meta)
+            where = {rid: j for rid, (j, _, _) in prepared.items()}
+            result = self._store()._write_prepared(prepared, AddResult(), self.batch_size)
+        except MMEmbedError as exc:
+            logger.error("batch failed: %s", exc)
+            self.store = None  # reconnect on the next batch
+            error = pickle.dumps(exc)
+            status = [s if s == SKIPPED else ERROR for s in status]
+        else:
+            for rid in result.added:
+                status[where[rid]] = ADDED
+            updated = set(result.updated)
+            for j, rid in enumerate(ids):
+                if not status[j]:
+                    status[j] = UPDATED if rid in updated else UNCHANGED
         return {"pos": batch["pos"], "id": np.asarray(ids, dtype=object), "status": np.asarray(status, dtype=object),
-                "reason": batch["reason"], "key": batch["key"]}
+                "reason": batch["reason"], "key": batch["key"],
+                "error": np.asarray([error] * len(ids), dtype=object)}
 
 
 # ---- stage 1 and 4: the driver ----------------------------------------------------------------------------
@@ -318,8 +341,10 @@ def _run(ray: Any, docs: list[SourceDoc], result: RayIndexResult, *, store: Any,
     with tqdm(total=len(docs), desc="indexing", unit="doc", disable=None if progress is None else not progress) as bar:
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             n = 0
-            for pos, rid, status, reason, key in zip(batch["pos"], batch["id"], batch["status"], batch["reason"],
-                                                     batch["key"]):
+            for pos, rid, status, reason, key, error in zip(batch["pos"], batch["id"], batch["status"],
+                                                            batch["reason"], batch["key"], batch["error"]):
+                if status == ERROR:  # leaving the loop stops the dataset (and its actors)
+                    raise pickle.loads(error)
                 pos = int(pos)
                 if pos in seen:  # never expected (Ray Data yields each output once); counted once regardless
                     continue
