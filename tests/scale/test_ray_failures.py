@@ -75,7 +75,7 @@ def wait_for(condition, timeout: float, what: str) -> None:  # type: ignore[no-u
 def test_an_actor_killed_mid_batch_loses_and_duplicates_nothing(chroma_server: ChromaServer, tmp_path: Path,
                                                                collection_name: str) -> None:
     folder = tmp_path / "imgs"
-    make_captioned_images(folder, range(48))
+    make_captioned_images(folder, range(32))
     expected = expected_records(chroma_server, folder, collection_name + "-ref")
     log = tmp_path / "encode.jsonl"
     run = Run(sources=folder, store_url=chroma_server.url, collection=collection_name,
@@ -93,7 +93,7 @@ def test_an_actor_killed_mid_batch_loses_and_duplicates_nothing(chroma_server: C
     run.join(timeout=300)
     assert not run.is_alive(), "the run did not finish after the actor was killed"
     assert run.error is None, run.error
-    assert 0 < written_before < 48
+    assert 0 < written_before < 32
     # the victim was embedding when it died: its last event is a start that never ended
     mine = [e for e in read_log(log) if e["pid"] == victim]
     assert mine[-1]["event"] == "start" and mine == [e for e in events_at_kill if e["pid"] == victim]
@@ -104,7 +104,7 @@ def test_an_actor_killed_mid_batch_loses_and_duplicates_nothing(chroma_server: C
     # complete, no losses, no duplicates, same ids and metadata as the single-process path
     assert stored(chroma_server, collection_name) == expected
     res = run.result
-    assert len(res.added) + len(res.unchanged) == 48 and not res.skipped and res.count == 48
+    assert len(res.added) + len(res.unchanged) == 32 and not res.skipped and res.count == 32
 
 
 def test_a_dead_chroma_server_stops_the_run_clearly_and_a_rerun_resumes(chroma_server_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -143,7 +143,7 @@ def test_a_dead_chroma_server_stops_the_run_clearly_and_a_rerun_resumes(chroma_s
 def test_concurrent_jobs_on_the_same_folder_write_each_record_once(chroma_server: ChromaServer, tmp_path: Path,
                                                                  collection_name: str) -> None:
     folder = tmp_path / "imgs"
-    make_captioned_images(folder, range(24))
+    make_captioned_images(folder, range(16))
     expected = expected_records(chroma_server, folder, collection_name + "-ref")
     runs = [Run(sources=folder, store_url=chroma_server.url, collection=collection_name,
                 encoder=LoggedEncoder(tmp_path / f"log{i}", 0.1), concurrency=1, num_cpus=0.5, batch_size=4,
@@ -155,7 +155,7 @@ def test_concurrent_jobs_on_the_same_folder_write_each_record_once(chroma_server
         assert r.error is None, r.error
     assert stored(chroma_server, collection_name) == expected
     for r in runs:
-        assert len(r.result.added) + len(r.result.unchanged) == 24
+        assert len(r.result.added) + len(r.result.unchanged) == 16
 
 
 def test_a_manifest_with_ids_metadata_and_a_bad_row_matches_the_single_process_path(
@@ -176,3 +176,17 @@ def test_a_manifest_with_ids_metadata_and_a_bad_row_matches_the_single_process_p
     assert len(res.added) == 7 and [s.index for s in res.skipped] == [7, 8]
     assert "broken.png" in res.skipped[0].reason and "missing.png" in res.skipped[1].reason
     assert res.origins[7] == "manifest.jsonl:8"
+
+
+def test_replace_changed_on_ray_removes_the_outdated_record(chroma_server: ChromaServer, tmp_path: Path,
+                                                            collection_name: str) -> None:
+    folder = tmp_path / "imgs"
+    make_captioned_images(folder, range(6))
+    first = index_with_ray(folder, store_url=chroma_server.url, collection=collection_name, encoder=ToyEncoder(),
+                           batch_size=4, replace_by="source", progress=False)
+    (folder / "img-00003.txt").write_text("an edited caption")
+    second = index_with_ray(folder, store_url=chroma_server.url, collection=collection_name, encoder=ToyEncoder(),
+                            batch_size=4, replace_by="source", progress=False)
+    assert len(second.added) == 1 and len(second.unchanged) == 5 and len(second.replaced) == 1
+    assert second.replaced[0] in first.added and second.count == 6
+    assert stored(chroma_server, collection_name) == expected_records(chroma_server, folder, collection_name + "-ref")
