@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_quality import RESULTS, load_average, run_header, write_json  # noqa: E402
+from bench_quality import RESULTS, command_line, load_average, run_header, write_json  # noqa: E402
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -317,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
                 payload[part] = run(args, work)
                 payload[part]["load_average"] = {"start": started, "end": load_average()}
                 payload[part]["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                payload[part]["command"] = command_line()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     import chromadb
@@ -333,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
         other = "store" if args.part == "indexing" else "indexing"
         if other in old:
             result[other] = old[other]
+            result[other].setdefault("command", old.get("command"))
+            result[other].setdefault("date", old.get("date"))
             result.setdefault("notes", []).append(f"'{other}' part from the run of {old.get('date')}")
     print(f"wrote {write_json(args.out, result)}")
     return 0

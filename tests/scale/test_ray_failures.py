@@ -176,6 +176,19 @@ def test_a_manifest_with_ids_metadata_and_a_bad_row_matches_the_single_process_p
     assert len(res.added) == 7 and [s.index for s in res.skipped] == [7, 8]
     assert "broken.png" in res.skipped[0].reason and "missing.png" in res.skipped[1].reason
     assert res.origins[7] == "manifest.jsonl:8"
+    # the same rows as a Ray Dataset (e.g. read from Parquet): the same records
+    import ray
+
+    rows[0]["metadata"] = {"n": 0, "tags": ["a", "b"]}
+    for row in rows:
+        for key in ("image", "images"):
+            if key in row:
+                row[key] = str(tmp_path / row[key])
+    from_dataset = index_with_ray(ray.data.from_items(rows[:7]), store_url=chroma_server.url,
+                                  collection=collection_name + "-ds", encoder=ToyEncoder(), batch_size=3,
+                                  progress=False)
+    assert len(from_dataset.added) == 7
+    assert stored(chroma_server, collection_name + "-ds") == expected
 
 
 def test_replace_changed_on_ray_removes_the_outdated_record(chroma_server: ChromaServer, tmp_path: Path,

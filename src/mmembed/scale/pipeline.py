@@ -29,6 +29,7 @@ import logging
 import os
 import pickle
 import time
+from pathlib import Path
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -182,10 +183,28 @@ def _probe_encoder(spec: Any, device: str | None) -> tuple[str, int, Any]:
     return enc.name, int(enc.dim), enc.image_policy
 
 
+def _is_dataset(value: Any) -> bool:
+    return type(value).__module__.startswith("ray.data") and hasattr(value, "iter_rows")
+
+
 def list_sources(sources: Any, *, recursive: bool = True) -> list[SourceDoc]:
-    """The documents to index from a path, a list of paths, or a list of SourceDoc (driver side)."""
+    """The documents to index (driver side) from a path, a list of paths, a list of SourceDoc, or a Ray
+    Dataset whose rows look like manifest rows (``image``/``images``/``text``, optional ``id`` and
+    ``metadata``, other columns become metadata; relative image paths are relative to the working directory)."""
     if isinstance(sources, (str, os.PathLike)):
         sources = [sources]
+    if _is_dataset(sources):
+        from ..sources import _row_doc
+
+        def plain(value: Any) -> Any:  # Arrow hands back numpy arrays and scalars
+            if isinstance(value, dict):
+                return {k: plain(v) for k, v in value.items()}
+            if isinstance(value, (list, tuple)):
+                return [plain(v) for v in value]
+            return plain(value.tolist()) if hasattr(value, "tolist") else value
+
+        return [_row_doc({k: plain(v) for k, v in row.items() if plain(v) is not None}, Path.cwd(), f"row {i}")
+                for i, row in enumerate(sources.iter_rows())]
     docs: list[SourceDoc] = []
     for src in sources:
         if isinstance(src, SourceDoc):
@@ -246,8 +265,9 @@ def index_with_ray(
     """Index ``sources`` into the collection ``collection`` of the Chroma server at ``store_url`` on Ray Data.
 
     Args:
-        sources: a folder, a ``.jsonl``/``.csv`` manifest, a list of those, or a list of
-            :class:`~mmembed.sources.SourceDoc` (what a document loader produces).
+        sources: a folder, a ``.jsonl``/``.csv`` manifest, a list of those, a list of
+            :class:`~mmembed.sources.SourceDoc` (what a document loader produces), or a Ray Dataset of
+            manifest-like rows (see :func:`list_sources`).
         encoder: a name/path for :func:`mmembed.load_encoder` (each actor loads it once) or an Encoder
             instance (pickled to the actors; fine for small models).
         concurrency: number of encoder actors (default: one per GPU asked for, else one per two CPUs).
@@ -270,8 +290,9 @@ def index_with_ray(
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
     t0 = time.monotonic()
-    docs = list_sources(sources, recursive=recursive)
-    if not docs:
+    is_dataset = _is_dataset(sources)
+    docs = [] if is_dataset else list_sources(sources, recursive=recursive)  # fail fast, before Ray starts
+    if not docs and not is_dataset:
         raise InputError(f"no images or rows found in {sources}")
     if roots is None:
         roots = [s for s in (sources if isinstance(sources, (list, tuple)) else [sources])
@@ -279,6 +300,10 @@ def index_with_ray(
     ray = import_ray()
     cluster = connect(ray_address)
     try:
+        if is_dataset:  # reading a dataset needs the cluster
+            docs = list_sources(sources)
+            if not docs:
+                raise InputError("the dataset has no rows")
         plan = plan_resources(cluster.node_cpus or cluster.cpus, cluster.gpus, concurrency=concurrency, num_cpus=num_cpus,
                               num_gpus=num_gpus, threads=threads)
         device = "cuda" if plan.actor_gpus else None
