@@ -12,9 +12,10 @@ images (160x160 PNG) is indexed with the real default model into a ``chroma run`
   (1.5 CPU, two threads) and with two (0.75 CPU, one thread each): the whole ``index_with_ray`` call, which
   includes starting the actors and loading the model in each.
 
-Each run writes to its own collection. Reported: wall seconds, images/s, the Ray/single ratios (cold: single
-including its model load, and warm: single without it), the peak RSS of each encoder actor process (VmHWM),
-and the load average (this machine is shared; Ray's own processes share its two cores too).
+Each run writes to its own collection; ``--repeat`` rounds interleave the three configurations and the
+medians are compared. Reported: wall seconds, images/s, the Ray/single ratios (cold: single including its
+model load, and warm: single without it), the peak RSS of each encoder actor process (VmHWM), and the load
+average (this machine is shared; Ray's own processes share its two cores too).
 
 Part ``store``: ``--vectors`` 384-d synthetic clustered unit vectors (``--clusters`` Gaussian clusters) written
 straight to a ``chroma run`` server into a collection created by ``mmembed.Store`` (so with the HNSW settings
@@ -155,54 +156,64 @@ def bench_indexing(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     make_images(folder, args.n)
     server = Server(work / "chroma-indexing")
     out: dict[str, Any] = {"images": args.n, "image_size": "160x160 PNG + caption", "batch_size": args.batch_size,
-                           "encoder": "default"}
+                           "encoder": "default", "rounds": args.repeat}
+    runs: dict[str, list[float]] = {"single": [], "ray_1_actor": [], "ray_2_actor": []}
+    peaks: dict[str, list[float]] = {"ray_1_actor": [], "ray_2_actor": []}
+    plans: dict[str, str] = {}
     try:
         torch.set_num_threads(2)
         t = time.perf_counter()
         encoder = load_encoder("default")
         load_s = time.perf_counter() - t
         docs = read_source(folder)
-        store = Store(url=server.url, encoder=encoder, collection="single")
-        t = time.perf_counter()
-        res = store.add([d.item for d in docs], metadatas=[d.metadata for d in docs], batch_size=args.batch_size)
-        single_s = time.perf_counter() - t
-        assert len(res.added) == args.n
-        out["single_process"] = {"threads": 2, "model_load_s": round(load_s, 2), "index_s": round(single_s, 2),
-                                 "images_per_s": round(args.n / single_s, 2),
-                                 "images_per_s_with_load": round(args.n / (single_s + load_s), 2),
-                                 "peak_rss_mb": proc_memory_mb(os.getpid()).get("peak_rss_mb")}
-        print(f"single process: {args.n / single_s:.2f} images/s ({single_s:.1f} s + {load_s:.1f} s model load)")
-        del encoder, store
         t = time.perf_counter()
         cluster = connect("local")
         out["ray_cluster_start_s"] = round(time.perf_counter() - t, 2)
         out["ray_cluster"] = cluster.describe()
         try:
-            for actors in (1, 2):
-                watcher = ActorWatcher()
-                watcher.start()
+            # rounds interleave the three configurations, so a change in the machine's load hits them alike
+            for rnd in range(args.repeat):
+                store = Store(url=server.url, encoder=encoder, collection=f"single{rnd}")
                 t = time.perf_counter()
-                r = index_with_ray(folder, store_url=server.url, collection=f"ray{actors}", encoder="default",
-                                   concurrency=actors, batch_size=args.batch_size, progress=False)
-                wall = time.perf_counter() - t
-                peaks = watcher.stop()
-                assert len(r.added) == args.n, r.summary()
-                out[f"ray_{actors}_actor"] = {
-                    "plan": r.plan, "wall_s": round(wall, 2), "images_per_s": round(args.n / wall, 2),
-                    "ratio_vs_single_cold": round((single_s + load_s) / wall, 3),
-                    "ratio_vs_single_warm": round(single_s / wall, 3),
-                    "actor_peak_rss_mb": peaks[:actors]}
-                print(f"ray, {actors} actor(s): {args.n / wall:.2f} images/s ({wall:.1f} s; "
-                      f"x{(single_s + load_s) / wall:.2f} vs single incl. load, x{single_s / wall:.2f} without); "
-                      f"actor peak RSS {peaks[:actors]} MB")
+                res = store.add([d.item for d in docs], metadatas=[d.metadata for d in docs],
+                                batch_size=args.batch_size)
+                runs["single"].append(time.perf_counter() - t)
+                assert len(res.added) == args.n
+                print(f"round {rnd}: single process {args.n / runs['single'][-1]:.2f} images/s", flush=True)
+                for actors in (1, 2):
+                    key = f"ray_{actors}_actor"
+                    watcher = ActorWatcher()
+                    watcher.start()
+                    t = time.perf_counter()
+                    r = index_with_ray(folder, store_url=server.url, collection=f"ray{actors}-{rnd}",
+                                       encoder="default", concurrency=actors, batch_size=args.batch_size,
+                                       progress=False)
+                    runs[key].append(time.perf_counter() - t)
+                    peaks[key] += watcher.stop()[:actors]
+                    plans[key] = r.plan
+                    assert len(r.added) == args.n, r.summary()
+                    print(f"round {rnd}: ray {actors} actor(s) {args.n / runs[key][-1]:.2f} images/s", flush=True)
         finally:
             cluster.shutdown()
-        # the same ids in every collection
+        med = {k: statistics.median(v) for k, v in runs.items()}
+        out["single_process"] = {"threads": 2, "model_load_s": round(load_s, 2),
+                                 "index_s": [round(v, 2) for v in runs["single"]],
+                                 "images_per_s_median": round(args.n / med["single"], 2),
+                                 "peak_rss_mb": proc_memory_mb(os.getpid()).get("peak_rss_mb")}
+        for key in ("ray_1_actor", "ray_2_actor"):
+            out[key] = {"plan": plans[key], "wall_s": [round(v, 2) for v in runs[key]],
+                        "images_per_s_median": round(args.n / med[key], 2),
+                        "ratio_vs_single_cold": round((med["single"] + load_s) / med[key], 3),
+                        "ratio_vs_single_warm": round(med["single"] / med[key], 3),
+                        "actor_peak_rss_mb": peaks[key]}
+            print(f"{key}: x{out[key]['ratio_vs_single_cold']} vs single incl. model load, "
+                  f"x{out[key]['ratio_vs_single_warm']} without; actor peak RSS {peaks[key]} MB")
+        out["ratio_2_actors_vs_1"] = round(med["ray_1_actor"] / med["ray_2_actor"], 3)
         import chromadb
 
         client = chromadb.HttpClient(host="127.0.0.1", port=server.port)
-        ids = [sorted(client.get_collection(c).get(include=[])["ids"]) for c in ("single", "ray1", "ray2")]
-        out["same_ids_in_all_runs"] = ids[0] == ids[1] == ids[2]
+        ids = {c.name: sorted(client.get_collection(c.name).get(include=[])["ids"]) for c in client.list_collections()}
+        out["same_ids_in_all_runs"] = len({tuple(v) for v in ids.values()}) == 1
     finally:
         server.stop()
     return out
@@ -301,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--part", choices=["indexing", "store", "both"], default="both")
     ap.add_argument("-n", type=int, default=192, help="images for the indexing part")
     ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--repeat", type=int, default=2, help="interleaved rounds of the indexing part (medians)")
     ap.add_argument("--vectors", type=int, default=200_000, help="stored vectors for the store part (1M is the "
                     "target size; this machine is shared, so the default is what fits)")
     ap.add_argument("--clusters", type=int, default=2000)

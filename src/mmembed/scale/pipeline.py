@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import pickle
+import sys
 import time
 from pathlib import Path
 from collections.abc import Callable, Sequence
@@ -102,18 +103,14 @@ class EncodeAndWrite:
 
     def __init__(self, encoder: Any, store_url: str, collection: str, threads: int, device: str | None,
                  batch_size: int, timeout: float) -> None:
-        try:
-            import torch
-
-            torch.set_num_threads(max(1, int(threads)))
-        except ImportError:  # pragma: no cover - every shipped encoder uses torch
-            pass
         from ..encoders.base import Encoder
 
         if not isinstance(encoder, Encoder):
             from ..encoders.registry import load_encoder
 
             encoder = load_encoder(encoder, device=device)
+        if "torch" in sys.modules:  # the encoder's threads (an encoder without torch gets no torch import)
+            sys.modules["torch"].set_num_threads(max(1, int(threads)))
         self.encoder = encoder
         self.store_url, self.collection, self.timeout = store_url, collection, timeout
         self.store: Any = None  # connected on first use, inside the error handling below
