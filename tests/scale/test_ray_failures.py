@@ -174,7 +174,7 @@ def test_a_manifest_with_ids_metadata_and_a_bad_row_matches_the_single_process_p
                          batch_size=3, progress=False)
     assert stored(chroma_server, collection_name) == expected
     assert len(res.added) == 7 and [s.index for s in res.skipped] == [7, 8]
-    assert "broken.png" in res.skipped[0].reason and "missing.png" in res.skipped[1].reason
+    assert "broken.png" in res.skipped[0].reason and "does not exist" in res.skipped[1].reason
     assert res.origins[7] == "manifest.jsonl:8"
     # the same rows as a Ray Dataset (e.g. read from Parquet): the same records
     import ray
