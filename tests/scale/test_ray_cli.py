@@ -15,7 +15,6 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from conftest import ToyEncoder
 from mmembed import Store

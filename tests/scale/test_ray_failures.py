@@ -203,3 +203,19 @@ def test_replace_changed_on_ray_removes_the_outdated_record(chroma_server: Chrom
     assert len(second.added) == 1 and len(second.unchanged) == 5 and len(second.replaced) == 1
     assert second.replaced[0] in first.added and second.count == 6
     assert stored(chroma_server, collection_name) == expected_records(chroma_server, folder, collection_name + "-ref")
+
+
+def test_a_plan_that_would_starve_the_cluster_is_refused_before_any_work(chroma_server: ChromaServer,
+                                                                        tmp_path: Path, collection_name: str) -> None:
+    """Two 1-CPU actors on this 2-CPU cluster would leave the decode tasks no CPU (measured: a 300 s stall)."""
+    from mmembed.errors import InputError
+
+    folder = tmp_path / "imgs"
+    make_captioned_images(folder, range(2))
+    started = time.monotonic()
+    with pytest.raises(InputError, match="stall"):
+        index_with_ray(folder, store_url=chroma_server.url, collection=collection_name, encoder=ToyEncoder(),
+                       concurrency=2, num_cpus=1, progress=False)
+    assert time.monotonic() - started < 30
+    assert collection_name not in [c.name for c in Store(url=chroma_server.url, encoder=ToyEncoder(),
+                                                         collection=collection_name + "-x")._client.list_collections()]
