@@ -631,7 +631,11 @@ def scale_indexing(res: Results) -> str:
         lines.append(f"| Ray, {name}: {r['plan'].split('; ')[0].split(' x ', 1)[1]} | {r['images_per_s_median']:.2f} | "
                      f"{walls(r['wall_s'])} | {r['ratio_vs_single_warm']:.2f}x / {r['ratio_vs_single_cold']:.2f}x | "
                      f"{rss(r['actor_peak_rss_mb'])} per actor |")
+    per_round = ", ".join(f"round {i + 1}: {s_ / w:.2f}x" for i, (s_, w) in
+                          enumerate(zip(single["index_s"], two["wall_s"])))
     lines += [
+        "",
+        f"Two actors against one process, round by round (same images, rounds interleaved): {per_round}.",
         "",
         f"Two actors against one actor: {ix['ratio_2_actors_vs_1']:.2f}x. Starting the local cluster took "
         f"{ix['ray_cluster_start_s']:.0f} s. Same ids in every collection: {'yes' if ix['same_ids_in_all_runs'] else 'NO'}.",
