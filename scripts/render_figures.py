@@ -739,6 +739,87 @@ def bench_indexing_hf(res: Results) -> str:
 
 
 # ---- rendering ---------------------------------------------------------------------------------------------------
+# ---- docs/scale-out.md (benchmarks/results/scale.json, bench_scale.py) ------------------------------------
+def _load(part: dict[str, Any]) -> str:
+    la = part.get("load_average") or {}
+    start, end = (la.get("start") or [None])[0], (la.get("end") or [None])[0]
+    return f"load average {start:.1f} at the start, {end:.1f} at the end" if start is not None else "load unknown"
+
+
+@block("scale.indexing")
+def scale_indexing(res: Results) -> str:
+    d = res("scale")
+    ix = d["indexing"]
+    single = ix["single_process"]
+    one, two = ix["ray_1_actor"], ix["ray_2_actor"]
+
+    def walls(v: list[float]) -> str:
+        return ", ".join(f"{x:.1f}" for x in v)
+
+    def rss(v: list[float]) -> str:
+        return f"{min(v):.0f}-{max(v):.0f}" if v else "-"
+
+    lines = [
+        f"{ix['images']} synthetic captioned images ({ix['image_size']}), model `{ix['encoder']}`, batch size "
+        f"{ix['batch_size']}, {ix['rounds']} interleaved rounds, medians; `{ix['command']}` "
+        f"({ix['finished'][:10]}, {_load(ix)}):",
+        "",
+        "| configuration | images/s (median) | wall s per round | vs one process (without / with its model load) "
+        "| peak RSS MB |",
+        "|---|---:|---|---:|---|",
+        f"| one process, {single['threads']} torch threads (`Store.add`) | {single['images_per_s_median']:.2f} | "
+        f"{walls(single['index_s'])} | 1 | {single['peak_rss_mb']:.0f} (the process) |",
+    ]
+    for name, r in (("1 actor", one), ("2 actors", two)):
+        lines.append(f"| Ray, {name}: {r['plan'].split('; ')[0].split(' x ', 1)[1]} | {r['images_per_s_median']:.2f} | "
+                     f"{walls(r['wall_s'])} | {r['ratio_vs_single_warm']:.2f}x / {r['ratio_vs_single_cold']:.2f}x | "
+                     f"{rss(r['actor_peak_rss_mb'])} per actor |")
+    per_round = ", ".join(f"round {i + 1}: {s_ / w:.2f}x" for i, (s_, w) in
+                          enumerate(zip(single["index_s"], two["wall_s"])))
+    lines += [
+        "",
+        f"Two actors against one process, round by round (same images, rounds interleaved): {per_round}.",
+        "",
+        f"Two actors against one actor: {ix['ratio_2_actors_vs_1']:.2f}x. Starting the local cluster took "
+        f"{ix['ray_cluster_start_s']:.0f} s. Same ids in every collection: {'yes' if ix['same_ids_in_all_runs'] else 'NO'}.",
+    ]
+    return "\n".join(lines)
+
+
+@block("scale.store")
+def scale_store(res: Results) -> str:
+    d = res("scale")
+    st = d["store"]
+    h = st.get("hnsw_configuration") or {}
+    q = st["query_ms"]
+    mem = st["server_memory_after_queries_mb"]
+    lines = [
+        f"{st['vectors']:,} stored {st['dim']}-d vectors in {st['clusters']:,} Gaussian clusters, {st['queries']} "
+        f"held-out queries; collection HNSW settings: {h.get('space', '?')} space, ef_construction "
+        f"{h.get('ef_construction', '?')}, ef_search {h.get('ef_search', '?')}, max_neighbors {h.get('max_neighbors', '?')}; "
+        f"`{st['command']}` ({st['finished'][:10]}, {_load(st)}):",
+        "",
+        "| measure | value |",
+        "|---|---:|",
+        f"| HNSW recall@10 against exact cosine search (mean of {st['queries']} queries) | {st['recall_at_10']:.3f} "
+        "(target >= 0.98) |",
+        f"| worst single query's recall@10 | {st['recall_at_10_min']:.1f} |",
+        f"| `Store.query_vector` / raw `collection.query` with the same `include` (median ms) | "
+        f"{q['store_query_vector']:.2f} / {q['raw_chroma_same_include']:.2f} = **{st['store_overhead_ratio']:.3f}x** "
+        "(target <= 1.15x) |",
+        f"| raw `collection.query` with Chroma's default `include` | {q['raw_chroma_default_include']:.2f} ms |",
+        f"| insert rate (one client, batches of 5,000) | {st['insert_vectors_per_s']:.0f} vectors/s "
+        f"({st['insert_s']:.0f} s) |",
+        f"| server RSS after loading and querying | {mem['rss_mb']:.0f} MB "
+        f"({mem['rss_mb'] * 1024 / st['vectors']:.1f} KB per vector, the server's base memory included) |",
+        f"| server restart on its data: heartbeat / first query answered | {st['restart_s']['server_up']:.1f} s / "
+        f"{st['restart_s']['first_query_answered']:.1f} s |",
+        f"| server RSS after restart and one query | "
+        f"{st['server_memory_after_restart_and_one_query_mb']['rss_mb']:.0f} MB |",
+    ]
+    return "\n".join(lines)
+
+
 def render_text(text: str, res: Results, *, where: str = "") -> str:
     """``text`` with every marker block's body replaced by its rendering."""
     def sub(m: re.Match[str]) -> str:

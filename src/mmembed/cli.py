@@ -59,6 +59,12 @@ def index(
     replace_changed: Annotated[bool, typer.Option(
         "--replace-changed", help="A file whose image or caption changed since it was indexed replaces its old "
         "record (matched by its 'source' path), instead of leaving it beside the new one.")] = False,
+    ray: Annotated[Optional[str], typer.Option(
+        "--ray", help="Index on Ray Data: 'auto' (RAY_ADDRESS, else a cluster running here, else start a local "
+        "one) or a cluster address. Needs --url and `pip install 'mmembed[ray]'`; see docs/scale-out.md.")] = None,
+    ray_actors: Annotated[Optional[int], typer.Option("--ray-actors", min=1, help="Encoder actors (default: one per GPU asked for, else one per two CPUs).")] = None,
+    ray_cpus: Annotated[Optional[float], typer.Option("--ray-cpus-per-actor", min=0.01, help="CPUs each encoder actor reserves (fractions allowed).")] = None,
+    ray_gpus: Annotated[float, typer.Option("--ray-gpus-per-actor", min=0, help="GPUs each encoder actor reserves.")] = 0.0,
 ) -> None:
     """Index a folder or manifest. Re-running is cheap: content already indexed is not embedded again.
 
@@ -66,6 +72,13 @@ def index(
     Records are keyed by content, so an edited file adds a new record; --replace-changed removes the old one
     once the new one is written.
     """
+    if ray is not None:
+        from .scale.cli import index_on_ray
+
+        return index_on_ray(path, ray_address=ray, url=url, host=host, port=port, collection=collection,
+                            encoder=encoder, batch_size=batch_size, strict=strict, recursive=recursive,
+                            replace_changed=replace_changed, actors=ray_actors, cpus_per_actor=ray_cpus,
+                            gpus_per_actor=ray_gpus)
     from .errors import MMEmbedError
     from .sources import read_source
     from .store import AddResult

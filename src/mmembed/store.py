@@ -218,6 +218,35 @@ def _client(path: str | os.PathLike[str] | None, address: tuple[str, int, bool] 
     return chromadb.PersistentClient(path=str(target), settings=settings)
 
 
+def prepare_record(value: Any, index: int, given_id: Any, meta: Any,
+                   policy: ImagePolicy) -> tuple[str, Interleaved, dict[str, Any]]:
+    """``(id, item with its images decoded, record metadata)`` for input ``value`` at position ``index``.
+
+    The one place an input becomes a record, used by :meth:`Store.add` and by the Ray pipeline
+    (:mod:`mmembed.scale`), which runs it in worker processes; raises InputError naming the input.
+    """
+    where = f"document #{index}" + (f" (id {given_id!r})" if given_id is not None else "")
+    if given_id is not None and (not isinstance(given_id, str) or not given_id.strip()):
+        raise InputError(f"{where}: ids must be non-empty strings, got {describe(given_id)}")
+    item = coerce(value, where=where)
+    for uri in item.image_uris:
+        if not _is_utf8(uri):
+            raise InputError(f"{where}: image location {describe(uri)} is not valid UTF-8 (a file name in "
+                             "another encoding?), which Chroma cannot store; rename the file")
+    for part in item.images:
+        try:
+            part.load(policy)
+        except ImageLoadError as exc:
+            raise type(exc)(f"{where}: {exc}") from exc
+    digest = item.content_hash(policy)
+    record_meta = sanitize_metadata(meta, where=f"{where} metadata") or {}
+    record_meta[_K_HASH] = digest
+    record_meta[_K_MODALITY] = item.modality
+    if item.image_uris:
+        record_meta[_K_URIS] = item.image_uris
+    return (given_id if given_id is not None else digest), item, record_meta
+
+
 class Store:
     """Interleaved documents in a Chroma collection, embedded by an mmembed :class:`Encoder`.
 
@@ -396,44 +425,30 @@ class Store:
         return result
 
     def _prepare(self, value: Any, index: int, given_id: Any, meta: Any) -> tuple[str, Interleaved, dict[str, Any]]:
-        where = f"document #{index}" + (f" (id {given_id!r})" if given_id is not None else "")
-        if given_id is not None and (not isinstance(given_id, str) or not given_id.strip()):
-            raise InputError(f"{where}: ids must be non-empty strings, got {describe(given_id)}")
-        item = coerce(value, where=where)
-        for uri in item.image_uris:
-            if not _is_utf8(uri):
-                raise InputError(f"{where}: image location {describe(uri)} is not valid UTF-8 (a file name in "
-                                 "another encoding?), which Chroma cannot store; rename the file")
-        policy = self.image_policy
-        for part in item.images:
-            try:
-                part.load(policy)
-            except ImageLoadError as exc:
-                raise type(exc)(f"{where}: {exc}") from exc
-        digest = item.content_hash(policy)
-        record_meta = sanitize_metadata(meta, where=f"{where} metadata") or {}
-        record_meta[_K_HASH] = digest
-        record_meta[_K_MODALITY] = item.modality
-        if item.image_uris:
-            record_meta[_K_URIS] = item.image_uris
-        return (given_id if given_id is not None else digest), item, record_meta
+        return prepare_record(value, index, given_id, meta, self.image_policy)
 
     def _add_chunk(self, items: list[Any], offset: int, ids: list[Any] | None, metas: list[Any] | None,
                    on_error: OnError, batch_size: int, replace_by: str | None = None) -> AddResult:
         result = AddResult()
         kept: dict[Any, set[str]] = {}  # replace_by value -> ids this chunk writes or keeps under it
         result.merge(self._write_chunk(items, offset, ids, metas, on_error, batch_size, replace_by, kept))
-        values = [v for v in kept if isinstance(v, (str, int, float)) and not isinstance(v, bool)]
-        if values:
-            with self._guard():
-                found = self.collection.get(where={replace_by: {"$in": values}}, include=["metadatas"])
-            stale = [rid for rid, meta in zip(found["ids"], found["metadatas"] or [])
-                     if rid not in kept.get((meta or {}).get(replace_by), {rid})]
-            if stale:
-                with self._guard():
-                    self.collection.delete(ids=stale)
-                result.replaced.extend(stale)
+        if replace_by:
+            result.replaced.extend(self._delete_replaced(replace_by, kept))
         return result
+
+    def _delete_replaced(self, replace_by: str, kept: dict[Any, set[str]]) -> list[str]:
+        """Delete records whose ``replace_by`` metadata value is in ``kept`` but whose id is not kept under it."""
+        values = [v for v in kept if isinstance(v, (str, int, float)) and not isinstance(v, bool)]
+        if not values:
+            return []
+        with self._guard():
+            found = self.collection.get(where={replace_by: {"$in": values}}, include=["metadatas"])
+        stale = [rid for rid, meta in zip(found["ids"], found["metadatas"] or [])
+                 if rid not in kept.get((meta or {}).get(replace_by), {rid})]
+        if stale:
+            with self._guard():
+                self.collection.delete(ids=stale)
+        return stale
 
     def _write_chunk(self, items: list[Any], offset: int, ids: list[Any] | None, metas: list[Any] | None,
                      on_error: OnError, batch_size: int, replace_by: str | None,
@@ -461,6 +476,12 @@ class Store:
             for rid, (_, _, meta) in prepared.items():
                 if meta.get(replace_by) is not None:
                     kept.setdefault(meta[replace_by], set()).add(rid)
+        return self._write_prepared(prepared, result, batch_size)
+
+    def _write_prepared(self, prepared: dict[str, tuple[int, Interleaved, dict[str, Any]]], result: AddResult,
+                        batch_size: int) -> AddResult:
+        """Write prepared records (id -> (position, item, metadata)): skip those stored with the same content,
+        rewrite changed metadata, embed and upsert the rest. Shared with the Ray pipeline's encoder actors."""
         if not prepared:
             return result
         # embedding cache: records already stored with the same content hash are not re-embedded
