@@ -23,7 +23,7 @@ def test_resolution_rules() -> None:
     assert resolve_instruction() is None
     assert resolve_instruction(task="text->image") == get_task("text->image").instruction
     assert resolve_instruction(task="text->image", instruction="  custom  ") == "custom"
-    with pytest.raises(InputError, match="unknown task 'text->imag'.*text->image"):
+    with pytest.raises(InputError, match="unknown task 'text->imag'.*Did you mean: text-to-image,"):
         resolve_instruction(task="text->imag")
 
 
