@@ -67,6 +67,8 @@ def index(
     Records are keyed by content, so an edited file adds a new record; --replace-changed removes the old one
     once the new one is written.
     """
+    import re
+
     from .errors import MMEmbedError
     from .sources import read_source
     from .store import AddResult
@@ -76,7 +78,12 @@ def index(
 
     def report_skipped() -> None:
         for s in total.skipped:
-            typer.secho(f"  skipped {docs[s.index].origin}: {s.reason}", fg=typer.colors.YELLOW, err=True)
+            # one line per file; the store's "document #i:" is the position in its chunk, not in the folder
+            reason = re.sub(r"^document #\d+(?: \(id [^)]*\))?: ", "", s.reason)
+            origin = str(docs[s.index].origin)
+            named = bool(origin) and Path(origin).name in reason  # the reason names the file already
+            typer.secho(f"  skipped: {reason}" if named else f"  skipped {origin}: {reason}",
+                        fg=typer.colors.YELLOW, err=True)
 
     def stopped(message: str, code: int) -> None:
         done = len(total.added) + len(total.unchanged) + len(total.skipped)

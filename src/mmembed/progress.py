@@ -94,6 +94,8 @@ class LogProgress:
     def update(self, n: int = 1) -> None:
         self.n += n
         now = self._clock()
+        if self.total and self.n >= self.total:
+            return  # the final line, at close(), says it
         if now - self._last >= self.interval:
             self._last = now
             self._emit(self.line())

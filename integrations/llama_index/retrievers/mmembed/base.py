@@ -78,7 +78,8 @@ class MMEmbedRetriever(BaseRetriever):
     ) -> None:
         resolve_instruction(task, instruction)  # an unknown task fails now, not at the first query
         if store is None:
-            store = Store(path, url=url, host=host, port=port, collection=collection, encoder=encoder)
+            # a retriever only reads: a mistyped path or collection is reported, not created empty
+            store = Store(path, url=url, host=host, port=port, collection=collection, encoder=encoder, create=False)
         elif not isinstance(store, Store):
             raise InputError(f"store must be an mmembed.Store, got {describe(store)}")
         self.store = store
