@@ -44,6 +44,10 @@ def format_duration(seconds: float) -> str:
     return f"{s // 3600}h{(s % 3600) // 60:02d}m"
 
 
+def _plural(unit: str) -> str:
+    return unit[:-1] + "ies" if unit.endswith("y") and unit[-2:-1] not in "aeiou" else unit + "s"
+
+
 class LogProgress:
     """A tqdm stand-in for non-terminal stderr: one complete line per ``interval`` seconds, then a final one.
 
@@ -71,13 +75,13 @@ class LogProgress:
     def line(self, *, final: bool = False) -> str:
         elapsed = max(self._clock() - self._start, 1e-9)
         rate = self.n / elapsed
-        units = self.unit if self.n == 1 and not self.total else f"{self.unit}s"
+        units = _plural(self.unit)
         text = f"{self.desc}: {self.n}"
         if self.total:
             text += f"/{self.total} {units} ({100 * self.n / self.total:.0f}%)"
         else:
             text += f" {units}"
-        text += f", {rate:.3g} {self.unit}s/s" if rate >= 0.01 else ""
+        text += f", {rate:.3g} {units}/s" if rate >= 0.01 else ""
         if final:
             return text + f", done in {format_duration(elapsed)}"
         if self.total and rate > 0:
@@ -104,7 +108,7 @@ class LogProgress:
         if self._closed:
             return
         self._closed = True
-        if self._printed:  # short work stays silent; long work says it ended
+        if self._printed or self._clock() - self._start >= self.interval:  # short work stays silent
             self._emit(self.line(final=True))
 
     def __enter__(self) -> "LogProgress":

@@ -144,7 +144,7 @@ class Encoder(ABC):
         order = list(range(len(items)))
         if all(k is not None for k in keys):
             order.sort(key=lambda i: -keys[i])  # type: ignore[operator]
-        with _progress(len(items), show_progress, f"encoding {what}s", batch_size) as bar:
+        with _progress(len(items), show_progress, "encoding queries" if what == "query" else f"encoding {what}s", batch_size) as bar:
             for start in range(0, len(items), batch_size):
                 idx = order[start : start + batch_size]
                 batch = [items[i] for i in idx]
