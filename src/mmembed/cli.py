@@ -80,10 +80,7 @@ def index(
         for s in total.skipped:
             # one line per file; the store's "document #i:" is the position in its chunk, not in the folder
             reason = re.sub(r"^document #\d+(?: \(id [^)]*\))?: ", "", s.reason)
-            origin = str(docs[s.index].origin)
-            named = bool(origin) and Path(origin).name in reason  # the reason names the file already
-            typer.secho(f"  skipped: {reason}" if named else f"  skipped {origin}: {reason}",
-                        fg=typer.colors.YELLOW, err=True)
+            typer.secho(f"  skipped {docs[s.index].origin}: {reason}", fg=typer.colors.YELLOW, err=True)
 
     def stopped(message: str, code: int) -> None:
         done = len(total.added) + len(total.unchanged) + len(total.skipped)
