@@ -37,6 +37,16 @@ def is_transport_error(exc: BaseException) -> bool:
     return isinstance(exc, httpx.TransportError)
 
 
+def is_filter_error(exc: BaseException) -> bool:
+    """Chroma's refusal of a malformed where filter (ValueError/TypeError from its validator, or its own
+    error type from a server), as opposed to a transport failure."""
+    try:
+        from chromadb.errors import ChromaError
+    except ImportError:  # pragma: no cover
+        ChromaError = ()  # type: ignore[assignment,misc]  # noqa: N806
+    return isinstance(exc, (ValueError, TypeError, ChromaError))
+
+
 @contextmanager
 def server_errors(server: str | None) -> Iterator[None]:
     """Name the server when it cannot be reached, instead of surfacing an httpx traceback."""
@@ -164,4 +174,4 @@ def describe_path(path: str | os.PathLike[str]) -> str:
 
 
 __all__ = ["DEFAULT_PATH", "DEFAULT_SERVER_TIMEOUT", "collection_names", "connect", "database_path",
-           "is_transport_error", "probe", "server_address", "server_errors", "server_url", "set_timeout"]
+           "is_filter_error", "is_transport_error", "probe", "server_address", "server_errors", "server_url", "set_timeout"]

@@ -25,6 +25,7 @@ from .chroma_client import (
     DEFAULT_SERVER_TIMEOUT,
     collection_names,
     connect,
+    is_filter_error,
     server_address,
     server_errors,
     server_url,
@@ -120,16 +121,6 @@ def _check_where(where: Any) -> dict[str, Any] | None:
     if not isinstance(where, Mapping):
         raise InputError(f"where must be a dict (a Chroma metadata filter), got {describe(where)}")
     return dict(where) or None
-
-
-def _is_filter_error(exc: BaseException) -> bool:
-    """Chroma's refusal of a malformed where filter (ValueError/TypeError from its validator, or its own
-    error type from a server), as opposed to a transport failure."""
-    try:
-        from chromadb.errors import ChromaError
-    except ImportError:  # pragma: no cover
-        ChromaError = ()  # type: ignore[assignment,misc]  # noqa: N806
-    return isinstance(exc, (ValueError, TypeError, ChromaError))
 
 
 def _is_utf8(text: str) -> bool:
@@ -524,7 +515,7 @@ class Store:
         except MMEmbedError:
             raise
         except Exception as exc:
-            if where is None or not _is_filter_error(exc):
+            if where is None or not is_filter_error(exc):
                 raise
             raise InputError(f"where filter {describe(where, 200)} is not valid: {exc}") from exc
 
@@ -581,7 +572,7 @@ class Store:
         except MMEmbedError:
             raise
         except Exception as exc:
-            if where is None or not _is_filter_error(exc):
+            if where is None or not is_filter_error(exc):
                 raise
             raise InputError(f"where filter {describe(where, 200)} is not valid: {exc}. Chroma filters look "
                              "like {'key': 'value'}, {'key': {'$gt': 3}} or {'$and': [{...}, {...}]}") from exc
