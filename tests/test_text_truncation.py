@@ -83,4 +83,4 @@ def test_clip_backend_follows_the_same_rule(tmp_path: Path, caplog: pytest.LogCa
         enc.encode_documents([long, "a short one"])
         enc.encode_documents(["a short one"])
     warnings = truncation_warnings(caplog)
-    assert len(warnings) == 1 and warnings[0].startswith(f"1 of 2 texts") and f"{MAX_LEN}-token window" in warnings[0]
+    assert len(warnings) == 1 and warnings[0].startswith("1 of 2 texts") and f"{MAX_LEN}-token window" in warnings[0]
