@@ -157,13 +157,21 @@ def test_a_mistyped_collection_is_listed_not_created(indexed: tuple) -> None:
     assert after == before == ["mmembed"]
 
 
-def test_reranker_option_name_and_the_deprecated_one(indexed: tuple) -> None:
-    root, db, _ = indexed
-    base = f"{mmembed_exe()} search 'a red car' -k 2 --fetch-k 6 --db {shlex.quote(str(db))} -e {TOY} --json"
-    new = shell(f"{base} --reranker default", cwd=root)
-    assert new.returncode == 0, new.stderr
+def test_reranker_option_name_and_the_deprecated_one(indexed: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mmembed.rerankers import registry
+    from test_pipeline import WordReranker
+
+    _, db, _ = indexed
+    reranker = WordReranker("number 7")
+    monkeypatch.setitem(registry._NAMED, "word-test", lambda name, **kw: reranker)
+    base = ["search", "a red car", "-k", "2", "--fetch-k", "30", "--db", str(db), "-e", TOY, "--json"]
+    new = in_process([*base, "--reranker", "word-test"])
+    assert new.exit_code == 0, new.output
     assert "deprecated" not in new.stderr
-    old = shell(f"{base} --rerank default", cwd=root)
-    assert old.returncode == 0, old.stderr
+    assert '"rerank_score": 1.0' in new.stdout and "number 7" in new.stdout.split("}")[0]
+    old = in_process([*base, "--rerank", "word-test"])
+    assert old.exit_code == 0, old.output
     assert "--rerank is deprecated; use --reranker" in old.stderr
-    assert old.stdout == new.stdout and '"rerank_score": null' not in new.stdout
+    assert old.stdout == new.stdout and sum(reranker.seen) == 60  # both runs reranked the 30 candidates
+    clash = in_process([*base, "--reranker", "word-test", "--rerank", "default"])
+    assert clash.exit_code == 2 and "disagree" in clash.stderr
