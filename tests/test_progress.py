@@ -93,3 +93,12 @@ def test_encode_progress_reaches_a_pipe_in_a_subprocess() -> None:
     lines = res.stderr.splitlines()
     assert [ln.split(" (")[0] for ln in lines] == ["encoding queries: 2/8 items", "encoding queries: 4/8 items",
                                                    "encoding queries: 6/8 items", "encoding queries: 8/8 items"]
+
+
+def test_training_postfix_and_resumed_start() -> None:
+    clock, out = Clock(), io.StringIO()
+    bar = LogProgress(100, "stage 1 epoch 1/2", "step", interval=10, file=out, clock=clock, initial=40)
+    clock.now += 10  # resumed from a checkpoint at step 40: 10 steps in 10 s
+    bar.set_postfix(loss="0.412")
+    bar.update(10)
+    assert out.getvalue() == "stage 1 epoch 1/2: 50/100 steps (50%), 1 steps/s, loss=0.412, eta 50s\n"

@@ -4,7 +4,7 @@ On a terminal, a tqdm bar. When stderr is not a terminal (a log file, CI, ``nohu
 would either be switched off (silence for the whole run) or written as one ever-growing line of carriage
 returns; instead :class:`LogProgress` prints a plain line every ``MMEMBED_PROGRESS_INTERVAL`` seconds
 (default 30), such as ``indexing: 1200/5000 docs (24%), 35 docs/s, eta 1m48s``, and a last line when the
-work ends. Work shorter than the interval prints nothing. Indexing, encoding and evaluation use
+work ends. Work shorter than the interval prints nothing. Indexing, encoding, evaluation and training use
 :func:`progress`.
 """
 
@@ -55,11 +55,11 @@ class LogProgress:
     """
 
     def __init__(self, total: int | None, desc: str, unit: str = "item", *, interval: float | None = None,
-                 file: TextIO | None = None, clock: Any = time.monotonic) -> None:
+                 file: TextIO | None = None, clock: Any = time.monotonic, initial: int = 0) -> None:
         self.total = total
         self.desc = desc
         self.unit = unit
-        self.n = 0
+        self.n = self._initial = initial  # work done before (a resumed run): counted, not in the rate
         self.interval = _interval() if interval is None else interval
         self._file = file
         self._clock = clock
@@ -67,6 +67,7 @@ class LogProgress:
         self._last = self._start
         self._printed = False
         self._closed = False
+        self.postfix = ""
 
     @property
     def file(self) -> TextIO:
@@ -74,7 +75,7 @@ class LogProgress:
 
     def line(self, *, final: bool = False) -> str:
         elapsed = max(self._clock() - self._start, 1e-9)
-        rate = self.n / elapsed
+        rate = (self.n - self._initial) / elapsed
         units = _plural(self.unit)
         text = f"{self.desc}: {self.n}"
         if self.total:
@@ -82,11 +83,16 @@ class LogProgress:
         else:
             text += f" {units}"
         text += f", {rate:.3g} {units}/s" if rate >= 0.01 else ""
+        text += f", {self.postfix}" if self.postfix else ""
         if final:
             return text + f", done in {format_duration(elapsed)}"
         if self.total and rate > 0:
             text += f", eta {format_duration((self.total - self.n) / rate)}"
         return text
+
+    def set_postfix(self, **values: Any) -> None:
+        """Like tqdm's: ``loss=0.412`` is shown in the next line."""
+        self.postfix = ", ".join(f"{k}={v}" for k, v in values.items())
 
     def _emit(self, text: str) -> None:
         try:
@@ -126,6 +132,9 @@ class _NoProgress:
     def update(self, n: int = 1) -> None:
         self.n += n
 
+    def set_postfix(self, **values: Any) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
@@ -144,7 +153,7 @@ def _stderr_is_terminal() -> bool:
 
 
 def progress(total: int | None, desc: str, unit: str = "item", *, show: bool | None = None,
-             min_total: int = 0, leave: bool = True) -> Any:
+             min_total: int = 0, leave: bool = True, initial: int = 0) -> Any:
     """A progress reporter for ``total`` units of work.
 
     ``show=False``: none. On a terminal, a tqdm bar (with ``show=None`` only when ``total > min_total``). Off
@@ -157,8 +166,8 @@ def progress(total: int | None, desc: str, unit: str = "item", *, show: bool | N
             return _NoProgress(total)
         from tqdm.auto import tqdm
 
-        return tqdm(total=total, desc=desc, unit=unit, leave=leave)
-    return LogProgress(total, desc, unit)
+        return tqdm(total=total, desc=desc, unit=unit, leave=leave, initial=initial)
+    return LogProgress(total, desc, unit, initial=initial)
 
 
 __all__ = ["LogProgress", "format_duration", "progress"]
