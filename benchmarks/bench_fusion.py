@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -36,7 +36,11 @@ from PIL import Image, ImageOps
 
 from mmembed.data.tuxpaint import load_tuxpaint
 from mmembed.encoders.mini import MiniEncoder, MiniModel, load_default
+from mmembed.eval.datasets import normalize_caption
 from mmembed.eval.metrics import retrieval_metrics
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_quality import load_average, run_header, write_json  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "fusion.json"
 METRICS = ("R@1", "R@10", "nDCG@10")
@@ -67,6 +71,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
+    load_start = load_average()
     torch.set_num_threads(args.threads)
     langs = [x.strip() for x in args.langs.split(",") if x.strip()]
     weights = [float(x) for x in args.weights.split(",")]
@@ -86,9 +91,10 @@ def main() -> None:
         got = e.encode_documents(probe)
         np.testing.assert_allclose(got, _normalise(t[:8] + w * i[:8]), atol=1e-5)
 
+    # captions equal under the eval harness's rule (case, spacing, end punctuation) are one caption
     by_caption: dict[str, list[int]] = defaultdict(list)
     for d, s in enumerate(stamps):
-        by_caption[s.caption].append(d)
+        by_caption[normalize_caption(s.caption)].append(d)
 
     pools: dict[str, np.ndarray] = {"caption": t, "image": i}
     for w in weights:
@@ -102,7 +108,7 @@ def main() -> None:
         else:
             q_idx = [d for d, s in enumerate(stamps) if s.caption_in(lang)]
             q = enc.encode_queries([stamps[d].caption_in(lang) for d in q_idx], task=None)
-        relevant = [by_caption[stamps[d].caption] for d in q_idx]
+        relevant = [by_caption[normalize_caption(stamps[d].caption)] for d in q_idx]
         for pool, docs in pools.items():
             res = retrieval_metrics(q @ docs.T, relevant)
             rows.append({"lang": lang, "queries": len(q_idx), "pool": pool,
@@ -124,14 +130,17 @@ def main() -> None:
         for pool, v in summary.items():
             print(f"      {'':4}  {pool:26} " + " ".join(f"{v[k]:8.3f}" for k in METRICS))
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
-        "benchmark": "text -> document retrieval on Tux Paint stamps, mmembed-mini fusion weight",
+    import mmembed
+
+    write_json(args.out, {
+        **run_header("fusion", load_start=load_start), "mmembed": mmembed.__version__,
+        "what": "text -> document retrieval on Tux Paint stamps, mmembed-mini fusion weight",
         "encoder": enc.name, "committed_image_weight": m.image_weight, "stamps": len(stamps),
-        "fusion": "normalise(t + w * i)", "relevant": "stamps with the query stamp's English caption",
+        "fusion": "normalise(t + w * i)",
+        "relevant": "stamps whose English caption equals the query stamp's (normalize_caption)",
         "rows": rows, "mean_translated": summary,
         "seconds": round(time.perf_counter() - t0, 1),
-    }, indent=2) + "\n")
+    })
     print(f"\nwrote {args.out} ({time.perf_counter() - t0:.0f} s)")
 
 

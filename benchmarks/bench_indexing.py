@@ -1,7 +1,19 @@
-"""Indexing 1,000 real images into Chroma: mmembed vs LangChain's and LlamaIndex's CLIP paths, same weights.
+"""Indexing 1,000 real images into Chroma: mmembed vs LangChain's, LlamaIndex's and sentence-transformers'
+CLIP paths on the same weights, and mmembed as a fraction of the model's raw batched forward pass.
 
-    python benchmarks/bench_indexing.py                 # 1,000 images, all three systems
+    python benchmarks/bench_indexing.py                 # 1,000 images, every system
     python benchmarks/bench_indexing.py -n 200 --repeat 3
+    python benchmarks/bench_indexing.py -n 200 --systems mmembed-hf sentence-transformers raw-forward \
+        --out benchmarks/results/indexing_hf.json       # the transformers-CLIP group only (no open_clip needed)
+
+Two groups of systems, each on one set of random weights:
+
+*open_clip group* (below); *transformers-CLIP group*: one random ``CLIPModel`` at the same sizes saved as a
+transformers directory (loaded by ``mmembed.load_encoder`` = ``mmembed-hf``, and by the ``raw-forward``
+reference) and saved by sentence-transformers itself in its layout (``SentenceTransformer(dir)``, whose
+``encode`` batches; its vectors go into a Chroma collection with the URIs). ``raw-forward`` times only
+``get_image_features`` on pixels decoded and preprocessed beforehand: the physical limit, reported as
+``mmembed_fraction_of_raw_forward`` (target >= 0.9).
 
 Each system indexes the same image files, from paths to a persisted Chroma collection, in its own
 subprocess (so peak RSS is its own), with the *same* weights: a small open_clip architecture (ViT, patch 32,
@@ -48,7 +60,15 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_quality import RESULTS, run_header, write_json  # noqa: E402
 
-SYSTEMS = ("mmembed", "langchain", "llamaindex")
+SYSTEMS = ("mmembed", "langchain", "llamaindex", "mmembed-hf", "sentence-transformers", "raw-forward")
+OPEN_CLIP_SYSTEMS = ("mmembed", "langchain", "llamaindex")
+#: the transformers-CLIP group: the same random CLIPModel as a transformers directory (mmembed's hf-clip
+#: backend, and the raw batched forward pass) and in sentence-transformers' layout (saved by ST itself)
+HF_SYSTEMS = ("mmembed-hf", "sentence-transformers", "raw-forward")
+
+#: transformers CLIP at the open_clip model's sizes (ViT-B/32-like, width 384, QuickGELU)
+HF_VISION = {"hidden_size": 384, "intermediate_size": 1536, "num_hidden_layers": 12, "num_attention_heads": 6,
+             "image_size": 224, "patch_size": 32, "hidden_act": "quick_gelu"}
 
 #: A small ViT CLIP in the OpenAI layout (heads = width / 64, QuickGELU), so OpenAI's ``clip.load`` rebuilds
 #: exactly the same network from the same state dict.
@@ -116,6 +136,38 @@ def build_model(dest: Path, seed: int) -> tuple[Path, Path]:
     openai_ckpt = dest / "openai_clip_small.pt"
     torch.save({k: v.clone() for k, v in model.state_dict().items()}, openai_ckpt)
     return model_dir, openai_ckpt
+
+
+def build_hf_model(dest: Path, seed: int) -> tuple[Path, Path]:
+    """A random transformers CLIPModel (+ a small word-level tokenizer and the Pillow image processor), saved
+    as a transformers directory and, by sentence-transformers itself, in its layout. Same weights in both."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.base.modules import Transformer
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import CLIPConfig, CLIPModel, PreTrainedTokenizerFast
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    words = "<pad> <bos> <unk> <eos> a the photo of picture drawing image".split()
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single="<bos> $A <eos>",
+                                                       special_tokens=[("<bos>", 1), ("<eos>", 3)])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>",
+                                        pad_token="<pad>", unk_token="<unk>", model_max_length=77)
+    text = {"vocab_size": len(words), "hidden_size": 384, "intermediate_size": 1536, "num_hidden_layers": 12,
+            "num_attention_heads": 6, "max_position_embeddings": 77, "hidden_act": "quick_gelu",
+            "eos_token_id": 3, "bos_token_id": 1, "pad_token_id": 0}
+    torch.manual_seed(seed)
+    model = CLIPModel(CLIPConfig(text_config=text, vision_config=HF_VISION, projection_dim=384)).eval()
+    hf_dir = dest / "hf_clip_small"
+    model.save_pretrained(hf_dir)
+    tokenizer.save_pretrained(hf_dir)
+    CLIPImageProcessorPil(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224}).save_pretrained(hf_dir)
+    st_dir = dest / "st_clip_small"
+    SentenceTransformer(modules=[Transformer(str(hf_dir))], device="cpu").save(str(st_dir))
+    return hf_dir, st_dir
 
 
 def make_check_image(path: Path) -> Path:
@@ -202,7 +254,82 @@ def run_llamaindex(spec: dict[str, Any]) -> dict[str, Any]:
             "check": check, "rss_after_load_mb": rss_loaded}
 
 
-RUNNERS = {"mmembed": run_mmembed, "langchain": run_langchain, "llamaindex": run_llamaindex}
+def run_mmembed_hf(spec: dict[str, Any]) -> dict[str, Any]:
+    return run_mmembed(dict(spec, model_dir=spec["hf_dir"]))
+
+
+def run_sentence_transformers(spec: dict[str, Any]) -> dict[str, Any]:
+    """sentence-transformers has no store: its documented path is ``encode`` (batched) and the vectors go
+    into a Chroma collection with the image URIs, as a user would write it."""
+    import chromadb
+    from PIL import Image
+    from sentence_transformers import SentenceTransformer
+
+    t0 = time.perf_counter()
+    model = SentenceTransformer(spec["st_dir"], device="cpu", local_files_only=True)
+    collection = chromadb.PersistentClient(path=spec["db"]).get_or_create_collection(
+        "bench", metadata={"hnsw:space": "cosine"})
+    with Image.open(spec["check"]) as im:
+        check = model.encode([im.convert("RGB")], normalize_embeddings=True)[0].tolist()
+    loaded = time.perf_counter()
+    rss_loaded = _rss_mb()
+    t1 = time.perf_counter()
+    paths, bs = spec["images"], spec["batch_size"]
+    for start in range(0, len(paths), bs):
+        chunk = paths[start : start + bs]
+        images = []
+        for p in chunk:
+            with Image.open(p) as im:
+                images.append(im.convert("RGB"))
+        vecs = model.encode(images, batch_size=bs, normalize_embeddings=True, show_progress_bar=False)
+        collection.add(ids=[hashlib.sha256(p.encode()).hexdigest()[:32] for p in chunk],
+                       embeddings=vecs.tolist(), uris=chunk)
+    t2 = time.perf_counter()
+    return {"load_s": loaded - t0, "index_s": t2 - t1, "count": collection.count(), "check": check,
+            "rss_after_load_mb": rss_loaded}
+
+
+def run_raw_forward(spec: dict[str, Any]) -> dict[str, Any]:
+    """The physical limit: the model's batched forward pass alone on already decoded, already preprocessed
+    pixels (decoding, preprocessing and storage are left out, so nothing real can reach it)."""
+    import torch
+    from PIL import Image
+    from transformers import CLIPModel
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    t0 = time.perf_counter()
+    model = CLIPModel.from_pretrained(spec["hf_dir"]).eval()
+    proc = CLIPImageProcessorPil.from_pretrained(spec["hf_dir"])
+
+    def pixels(paths: list[str]) -> torch.Tensor:
+        images = []
+        for p in paths:
+            with Image.open(p) as im:
+                images.append(im.convert("RGB"))
+        return proc(images, return_tensors="pt")["pixel_values"]
+
+    def features(pixel_values: torch.Tensor) -> torch.Tensor:
+        out = model.get_image_features(pixel_values=pixel_values)
+        return getattr(out, "pooler_output", out)  # transformers 5 returns an output object
+
+    with torch.inference_mode():
+        check = torch.nn.functional.normalize(features(pixels([spec["check"]])), dim=-1)[0].tolist()
+    paths, bs = spec["images"], spec["batch_size"]
+    batches = [pixels(paths[i : i + bs]) for i in range(0, len(paths), bs)]
+    loaded = time.perf_counter()
+    rss_loaded = _rss_mb()
+    t1 = time.perf_counter()
+    with torch.inference_mode():
+        for b in batches:
+            features(b)
+    t2 = time.perf_counter()
+    return {"load_s": loaded - t0, "index_s": t2 - t1, "count": len(paths), "check": check,
+            "rss_after_load_mb": rss_loaded}
+
+
+RUNNERS = {"mmembed": run_mmembed, "langchain": run_langchain, "llamaindex": run_llamaindex,
+           "mmembed-hf": run_mmembed_hf, "sentence-transformers": run_sentence_transformers,
+           "raw-forward": run_raw_forward}
 
 
 def worker(system: str, spec_file: Path, out_file: Path) -> None:
@@ -225,7 +352,8 @@ def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
-    for dist in ("mmembed", "torch", "torchvision", "open-clip-torch", "chromadb", "langchain-experimental",
+    for dist in ("mmembed", "torch", "torchvision", "transformers", "sentence-transformers", "open-clip-torch",
+                 "chromadb", "langchain-experimental",
                  "langchain-chroma", "llama-index-core", "llama-index-embeddings-clip",
                  "llama-index-vector-stores-chroma", "clip-anytorch", "openai-clip"):
         try:
@@ -245,7 +373,9 @@ def _cosine(a: list[float], b: list[float]) -> float:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", "--images", type=int, default=1000, help="how many images to index (default 1000)")
-    ap.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
+    ap.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS),
+                    help="open_clip group: mmembed, langchain, llamaindex; transformers-CLIP group: mmembed-hf, "
+                         "sentence-transformers, raw-forward (the model's batched forward pass alone)")
     ap.add_argument("--repeat", type=int, default=1, help="runs per system, interleaved; the median is reported")
     ap.add_argument("--batch-size", type=int, default=32, help="mmembed's encoding batch size")
     ap.add_argument("--seed", type=int, default=0, help="seed of the random weights")
@@ -266,7 +396,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         images, composition = collect_images(args.images)
         print(f"{len(images)} images: {composition}", flush=True)
-        model_dir, openai_ckpt = build_model(work, args.seed)
+        model_dir = openai_ckpt = hf_dir = st_dir = Path()
+        if set(args.systems) & set(OPEN_CLIP_SYSTEMS):
+            model_dir, openai_ckpt = build_model(work, args.seed)
+        if set(args.systems) & set(HF_SYSTEMS):
+            hf_dir, st_dir = build_hf_model(work, args.seed)
         check = make_check_image(work / "check.png")
         runs: dict[str, list[dict[str, Any]]] = {s: [] for s in args.systems}
         for rep in range(args.repeat):
@@ -274,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
             for system in order:
                 db = work / f"db-{system}-{rep}"
                 spec = {"model_dir": str(model_dir), "openai_ckpt": str(openai_ckpt), "check": str(check),
+                        "hf_dir": str(hf_dir), "st_dir": str(st_dir),
                         "images": [str(p) for p in images], "db": str(db), "batch_size": args.batch_size,
                         "threads": args.threads}
                 spec_file, out_file = work / f"spec-{system}.json", work / f"result-{system}-{rep}.json"
@@ -306,18 +441,28 @@ def main(argv: list[str] | None = None) -> int:
                 "runs_images_per_s": [round(r["images_per_s"], 2) for r in rs],
             }
         checks = {s: rs[0]["check"] for s, rs in runs.items()}
-        ref = next(iter(checks))
-        agreement = {f"{ref}~{s}": round(_cosine(checks[ref], v), 6) for s, v in checks.items() if s != ref}
+        agreement: dict[str, float] = {}
+        for group in (OPEN_CLIP_SYSTEMS, HF_SYSTEMS):  # each group runs one set of weights
+            members = [s for s in group if s in checks]
+            for s in members[1:]:
+                agreement[f"{members[0]}~{s}"] = round(_cosine(checks[members[0]], checks[s]), 6)
         if any(c < 0.999 for c in agreement.values()):
             raise SystemExit(f"the systems do not compute the same embedding (cosines {agreement})")
 
         ratios: dict[str, dict[str, float]] = {}
-        if "mmembed" in summary:
-            mm = summary["mmembed"]
-            for s, r in summary.items():
-                if s != "mmembed":
+        for mine, group in (("mmembed", OPEN_CLIP_SYSTEMS), ("mmembed-hf", HF_SYSTEMS)):
+            if mine not in summary:
+                continue
+            mm = summary[mine]
+            for s in group:
+                if s != mine and s in summary and s != "raw-forward":
+                    r = summary[s]
                     ratios[s] = {"speedup": round(mm["images_per_s"] / r["images_per_s"], 2),
                                  "peak_rss_ratio": round(r["peak_rss_mb"] / mm["peak_rss_mb"], 2)}
+        raw_fraction = None
+        if "mmembed-hf" in summary and "raw-forward" in summary:
+            # mmembed's whole indexing path (decode, preprocess, forward, store) over the forward pass alone
+            raw_fraction = round(summary["mmembed-hf"]["images_per_s"] / summary["raw-forward"]["images_per_s"], 3)
 
         print()
         print(f"{'system':<12}{'images/s':>10}{'index s':>10}{'load s':>9}{'peak RSS MB':>13}")
@@ -326,14 +471,23 @@ def main(argv: list[str] | None = None) -> int:
         for s, r in ratios.items():
             print(f"mmembed vs {s}: {r['speedup']:.2f}x images/s; "
                   f"{s} uses {r['peak_rss_ratio']:.2f}x mmembed's peak RSS")
+        if raw_fraction is not None:
+            print(f"mmembed (hf-clip) indexing throughput = {raw_fraction:.3f} of the raw batched forward pass "
+                  "(target >= 0.9)")
         print(f"same-embedding check (cosine on one image): {agreement}")
 
         payload = {
             **run_header("indexing", with_load=False),  # its own load record below
             "versions": _versions(),
             "images": {"count": len(images), "sources": composition},
-            "model": {"architecture": "open_clip ViT (OpenAI layout), random weights", "seed": args.seed,
-                      "config": MODEL_CFG, "parameters_m": _param_count(model_dir)},
+            "model": ({"architecture": "open_clip ViT (OpenAI layout), random weights", "seed": args.seed,
+                       "config": MODEL_CFG, "parameters_m": _param_count(model_dir)}
+                      if set(args.systems) & set(OPEN_CLIP_SYSTEMS) else None),
+            "hf_model": ({"architecture": "transformers CLIPModel, random weights, saved as a transformers "
+                                          "directory and by sentence-transformers in its layout",
+                          "seed": args.seed, "vision_config": HF_VISION}
+                         if set(args.systems) & set(HF_SYSTEMS) else None),
+            "mmembed_fraction_of_raw_forward": raw_fraction,
             "mmembed_batch_size": args.batch_size,
             "torch_threads": args.threads or "default",
             "repeat": args.repeat,

@@ -1,7 +1,9 @@
-"""Render the quality and latency results as PNG figures (and Markdown tables) for the README.
+"""Render the quality and latency results as PNG figures for the README.
 
     python benchmarks/plot.py                   # reads benchmarks/results/{quality,latency}.json
-    python benchmarks/plot.py --markdown        # also print the tables as Markdown
+
+The Markdown tables and every figure printed in the README, docs and model cards are rendered by one
+mechanism, ``scripts/render_figures.py``; this script only draws the PNGs.
 
 Writes ``benchmarks/results/quality.png`` and ``benchmarks/results/latency.png`` for whichever JSON files
 exist. Needs matplotlib (``pip install matplotlib``; it is in the ``dev`` extra).
@@ -110,55 +112,10 @@ def plot_latency(data: dict[str, Any], out: Path) -> Path:
     return out
 
 
-def _short_system(name: str, encoder: str) -> str:
-    if name == encoder:
-        return "encoder"
-    if name.startswith(encoder + " + "):
-        return "+ reranker"
-    return {"tfidf": "TF-IDF", "bm25": "BM25"}.get(name, name)
-
-
-def quality_markdown(data: dict[str, Any], cells: tuple[str, ...] = ("R@1", "R@10", "nDCG@10")) -> str:
-    """One row per dataset subset, one column per system; each cell is ``R@1 / R@10 / nDCG@10``."""
-    encoder = data.get("encoder", "")
-    systems: list[str] = []
-    table: dict[tuple[str, str], dict[str, Any]] = {}
-    for r in data["results"]:
-        short = _short_system(r["system"], encoder)
-        if short not in systems:
-            systems.append(short)
-        row = table.setdefault((r["dataset"], r["subset"]), {"queries": r["queries"], "docs": r["documents"]})
-        row[short] = " / ".join(f"{r['metrics'][m]:.3f}" for m in cells)
-    head = "| dataset | subset | queries | docs | " + " | ".join(systems) + " |"
-    lines = [head, "|---|---|---:|---:|" + "---|" * len(systems)]
-    for (dset, sub), row in table.items():
-        lines.append(f"| {dset} | {sub} | {row['queries']} | {row['docs']} | "
-                     + " | ".join(row.get(s, "") for s in systems) + " |")
-    lines.append("")
-    lines.append(f"Cells: {' / '.join(cells)}. encoder = `{encoder}`; + reranker = `{data.get('reranker')}` "
-                 f"on the top {data.get('fetch_k')}.")
-    return "\n".join(lines)
-
-
-def latency_markdown(data: dict[str, Any]) -> str:
-    lines = ["| queries | path | p50 ms | p95 ms | overhead (p50 / p95) |", "|---|---|---:|---:|---:|"]
-    for kind in ("text", "image"):
-        if kind not in data:
-            continue
-        d = data[kind]
-        a, b = d["mmembed_store_query"], d["raw_forward_plus_chroma"]
-        lines.append(f"| {kind} ({d['task']}) | mmembed `Store.query` | {a['p50_ms']:.2f} | {a['p95_ms']:.2f} | "
-                     f"x{d['overhead_ratio_p50']:.2f} / x{d['overhead_ratio_p95']:.2f} |")
-        lines.append(f"| {kind} ({d['task']}) | raw forward + raw Chroma query | {b['p50_ms']:.2f} | "
-                     f"{b['p95_ms']:.2f} | 1 |")
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--results", type=Path, default=RESULTS, help="folder with quality.json / latency.json")
     ap.add_argument("--metric", default="nDCG@10", choices=METRICS, help="metric of the quality figure")
-    ap.add_argument("--markdown", action="store_true", help="print Markdown tables too")
     args = ap.parse_args(argv)
     quality = _load(args.results / "quality.json")
     latency = _load(args.results / "latency.json")
@@ -168,12 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if quality is not None:
         print(f"wrote {plot_quality(quality, args.results / 'quality.png', args.metric)}", file=sys.stderr)
-        if args.markdown:
-            print(f"{_caption(quality)}\n\n{quality_markdown(quality)}\n")
     if latency is not None:
         print(f"wrote {plot_latency(latency, args.results / 'latency.png')}", file=sys.stderr)
-        if args.markdown:
-            print(f"{_caption(latency)}\n\n{latency_markdown(latency)}\n")
     return 0
 
 

@@ -113,7 +113,8 @@ def build_retriever(folder: Path, db: Path, *, model: str | None = None, encoder
         print(f"  skipped {s.id}: {s.reason}", file=sys.stderr)
     if reranker is None:
         return base.model_copy(update={"k": k})
-    rerank = MMEmbedRerank(reranker=reranker, encoder=base.get_store().encoder, top_n=k, task="text->image+text")
+    named = {"model": reranker} if isinstance(reranker, (str, os.PathLike)) else {"reranker": reranker}
+    rerank = MMEmbedRerank(**named, encoder=base.get_store().encoder, top_n=k, task="text->image+text")
     try:
         rerank.client  # load now, so a missing reranker is reported before any question
     except Exception as exc:  # noqa: BLE001

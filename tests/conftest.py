@@ -8,6 +8,7 @@ and makes similar inputs score higher, so ranking assertions mean something.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,8 +16,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmembed.encoders.base import Encoder
-from mmembed.inputs import Interleaved, TextPart
+# Hub ids download (mmembed.hub). Tests never reach a real hub: anything not pointed at a local test server
+# goes to a closed local port and fails at once (the hub tests set HF_ENDPOINT to their own server).
+os.environ.setdefault("HF_ENDPOINT", "http://127.0.0.1:9")
+
+from mmembed.encoders.base import Encoder  # noqa: E402
+from mmembed.inputs import Interleaved, TextPart  # noqa: E402
 
 
 class ToyEncoder(Encoder):

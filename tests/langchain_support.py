@@ -1,9 +1,9 @@
 """Shared pieces for the LangChain adapter tests.
 
 ``ToyReranker`` is a small but real :class:`mmembed.Reranker` (it scores with ``ToyEncoder`` vectors through
-the Reranker base class), so the adapters are tested against the true protocol, not a mock.
-``default_encoder_available`` / ``default_reranker_available`` say whether the real bundled models can be
-loaded in this checkout; the tests that use them run whenever they can.
+the Reranker base class), so the adapters are tested against the true protocol, not a mock. The bundled
+default model ships inside the package, so the tests that use it always run (no availability probe that could
+swallow a loading error and turn it into a skip).
 """
 
 from __future__ import annotations
@@ -49,25 +49,3 @@ def colour_images(folder: Path) -> dict[str, Path]:
 def corrupt_image(path: Path) -> Path:
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"this is not really a png" * 4)
     return path
-
-
-def default_encoder_available() -> bool:
-    try:
-        from mmembed.encoders.mini import CONFIG_FILE, DEFAULT_DIR
-    except Exception:  # noqa: BLE001
-        return False
-    return (DEFAULT_DIR / CONFIG_FILE).is_file()
-
-
-def default_reranker_available() -> bool:
-    try:
-        from mmembed.rerankers import registry  # noqa: F401
-    except ImportError:
-        return False
-    try:
-        import mmembed
-
-        mmembed.load_reranker("default")
-    except Exception:  # noqa: BLE001
-        return False
-    return True

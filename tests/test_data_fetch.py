@@ -18,6 +18,8 @@ from mmembed.data import training_sets as tsets
 from mmembed.data.fetch import DataFetchError
 from mmembed.data.tuxpaint import Stamp, export_folder, languages, load_tuxpaint, parse_description
 
+from data_support import fetch_or_skip
+
 # ---- Tux Paint ---------------------------------------------------------------------------------------
 
 FROG_TXT = """A frog.
@@ -85,10 +87,7 @@ def test_export_folder_copies_with_sidecars(tmp_path: Path) -> None:
 
 @pytest.mark.network_data
 def test_real_tuxpaint_package() -> None:
-    try:
-        stamps = load_tuxpaint()
-    except DataFetchError as exc:
-        pytest.skip(f"cannot fetch tuxpaint-stamps-default: {exc}")
+    stamps = fetch_or_skip("tuxpaint-stamps-default", load_tuxpaint)
     assert len(stamps) > 700
     assert all(s.caption and s.image_path.is_file() for s in stamps)
     assert "de" in languages(stamps)
@@ -137,7 +136,6 @@ def test_iconify_items_captions_concepts_and_skips() -> None:
 
 
 def test_render_svg_and_white_background() -> None:
-    pytest.importorskip("resvg_py")
     svg = tsets.iconify_svg({"body": '<rect x="0" y="0" width="8" height="4" fill="#0000ff"/>'}, 16, 8)
     arr = tsets.render_svg(svg)
     assert arr.shape == (96, 96, 3) and arr.dtype == np.uint8
@@ -195,7 +193,6 @@ def _fake_package(root: Path, kind: str, key: str) -> Path:
 
 def test_build_training_set_from_cached_packages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The whole builder on tiny packages laid out like the real ones (no network: they are 'cached')."""
-    pytest.importorskip("resvg_py")
     cache = tmp_path / "cache"
     monkeypatch.setenv("MMEMBED_CACHE", str(cache))
     eb = _fake_package(cache, "npm", "emojibase-data")

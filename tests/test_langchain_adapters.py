@@ -23,7 +23,7 @@ from langchain_mmembed import (
     query_to_input,
 )
 from langchain_support import COLOURS, ToyReranker, colour_images, corrupt_image
-from mmembed import ImageLoadError, InputError, Store, coerce
+from mmembed import ImageLoadError, InputError, ModelLoadError, Store, coerce
 
 
 @pytest.fixture
@@ -159,7 +159,7 @@ def test_model_directory_is_loaded_once_and_shared(tmp_path: Path) -> None:
 
 def test_model_name_is_loaded_lazily_and_errors_clearly() -> None:
     emb = MMEmbedEmbeddings(model="no/such/model-dir")  # constructing does not load
-    with pytest.raises(Exception, match="unknown encoder 'no/such/model-dir'"):
+    with pytest.raises(ModelLoadError, match="unknown encoder 'no/such/model-dir'"):
         emb.embed_query("hello")
 
 

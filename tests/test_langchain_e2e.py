@@ -21,19 +21,8 @@ from langchain_core.runnables import RunnableLambda, RunnablePassthrough
 
 from conftest import ToyEncoder
 from langchain_mmembed import MMEmbedEmbeddings, MMEmbedRerank, MMEmbedRetriever, add_interleaved_documents
-from langchain_support import (
-    COLOURS,
-    ToyReranker,
-    colour_images,
-    corrupt_image,
-    default_encoder_available,
-    default_reranker_available,
-)
+from langchain_support import COLOURS, ToyReranker, colour_images, corrupt_image
 from mmembed import ImageLoadError
-
-needs_default = pytest.mark.skipif(
-    not default_encoder_available(), reason="the bundled mmembed-mini checkpoint is not in this checkout yet"
-)
 
 
 @pytest.fixture
@@ -113,7 +102,6 @@ def test_chroma_interleaved_and_text_documents(tmp_path: Path, toy_encoder: ToyE
     assert db.similarity_search_by_image(uri=str(images["yellow"]), k=1)[0].id == "yellow"
 
 
-@needs_default
 def test_chroma_with_the_default_model(tmp_path: Path, images: dict[str, Path]) -> None:
     emb = MMEmbedEmbeddings(model="default", device="cpu", task="text->text")
     db = _chroma(tmp_path, emb)
@@ -125,8 +113,6 @@ def test_chroma_with_the_default_model(tmp_path: Path, images: dict[str, Path]) 
     assert db.similarity_search("Which French city has the Eiffel tower?", k=1)[0].id == "fact2"
 
 
-@needs_default
-@pytest.mark.skipif(not default_reranker_available(), reason="mmembed.load_reranker('default') is not available yet")
 async def test_default_model_and_default_reranker(tmp_path: Path, images: dict[str, Path]) -> None:
     from langchain_classic.retrievers import ContextualCompressionRetriever
 
@@ -140,7 +126,7 @@ async def test_default_model_and_default_reranker(tmp_path: Path, images: dict[s
     assert all("relevance_score" in d.metadata and "score" in d.metadata for d in got)
     assert r._get_reranker() is r._get_reranker()  # loaded once
     compressed = ContextualCompressionRetriever(
-        base_compressor=MMEmbedRerank(reranker="default", encoder=r.get_store().encoder, top_n=2),
+        base_compressor=MMEmbedRerank(model="default", encoder=r.get_store().encoder, top_n=2),
         base_retriever=r.model_copy(update={"k": 6, "reranker": None}),
     )
     out = await compressed.ainvoke("Which fruit contains potassium?")
@@ -213,8 +199,7 @@ async def test_contextual_compression_retriever_with_mmembed_rerank(retriever: M
 @pytest.fixture(scope="module")
 def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     exe = shutil.which("chroma", path=str(Path(sys.executable).parent)) or shutil.which("chroma")
-    if exe is None:
-        pytest.skip("the `chroma` command (installed with chromadb) is not on PATH")
+    assert exe is not None, "the `chroma` command (installed with chromadb, a core dependency) is not on PATH"
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

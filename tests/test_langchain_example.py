@@ -15,7 +15,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
 from conftest import ToyEncoder
-from langchain_support import ToyReranker, default_encoder_available
+from langchain_support import ToyReranker
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "langchain_rag.py"
 
@@ -85,7 +85,6 @@ def test_bad_folder_gives_a_clear_error(example: Any, tmp_path: Path, capsys: py
     assert "is not a directory" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(not default_encoder_available(), reason="the bundled mmembed-mini checkpoint is not in this checkout yet")
 def test_command_line_with_the_default_model(image_dir: Path, tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, str(EXAMPLE), "--folder", str(image_dir), "--db", str(tmp_path / "db"),

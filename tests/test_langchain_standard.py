@@ -16,14 +16,9 @@ from langchain_tests.unit_tests import EmbeddingsUnitTests
 
 from conftest import ToyEncoder
 from langchain_mmembed import MMEmbedEmbeddings, MMEmbedRetriever
-from langchain_support import COLOURS, colour_images, default_encoder_available
+from langchain_support import COLOURS, colour_images
 
 TOY = ToyEncoder()
-needs_default = pytest.mark.skipif(
-    not default_encoder_available(), reason="the bundled mmembed-mini checkpoint is not in this checkout yet"
-)
-
-
 class TestMMEmbedEmbeddingsUnit(EmbeddingsUnitTests):
     @property
     def embeddings_class(self) -> type[MMEmbedEmbeddings]:
@@ -52,7 +47,6 @@ class TestMMEmbedEmbeddingsToy(EmbeddingsIntegrationTests):
         return {"encoder": TOY, "task": "text->text"}
 
 
-@needs_default
 class TestMMEmbedEmbeddingsDefault(EmbeddingsIntegrationTests):
     @property
     def embeddings_class(self) -> type[MMEmbedEmbeddings]:
@@ -84,10 +78,10 @@ def toy_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
 
 @pytest.fixture(scope="class")
 def default_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> None:
-    from langchain_mmembed._loading import get_encoder
+    from mmembed.pipeline import as_encoder
 
     base = tmp_path_factory.mktemp("lc-standard-default")
-    _index(base / "db", base / "images", get_encoder("default", device="cpu"))
+    _index(base / "db", base / "images", as_encoder("default", device="cpu"))
     request.cls.db = base / "db"
 
 
@@ -107,7 +101,6 @@ class TestMMEmbedRetrieverToy(RetrieversIntegrationTests):
         return "a red apple"
 
 
-@needs_default
 @pytest.mark.usefixtures("default_store")
 class TestMMEmbedRetrieverDefault(RetrieversIntegrationTests):
 

@@ -27,6 +27,8 @@ from llama_index.embeddings.mmembed import MMEmbedEmbedding
 from llama_index.postprocessor.mmembed_rerank import MMEmbedRerank
 from llama_index.retrievers.mmembed import MMEmbedRetriever
 from mmembed import Store
+
+from data_support import fetch_or_skip
 from mmembed.sources import scan_folder
 
 STAMPS = [
@@ -63,13 +65,9 @@ def test_default_embedding_contract(image_embed: MMEmbedEmbedding, tmp_path: Pat
 
 @pytest.fixture(scope="module")
 def stamps(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from mmembed.data.fetch import DataFetchError
     from mmembed.data.tuxpaint import export_folder, load_tuxpaint
 
-    try:
-        by_id = {s.id: s for s in load_tuxpaint()}
-    except DataFetchError as exc:
-        pytest.skip(f"cannot fetch the Tux Paint stamps: {exc}")
+    by_id = {s.id: s for s in fetch_or_skip("the Tux Paint stamps", load_tuxpaint)}
     return export_folder(tmp_path_factory.mktemp("stamps"), [by_id[i] for i in STAMPS])
 
 

@@ -40,7 +40,8 @@ def test_is_a_multimodal_embedding_with_described_fields(enc: ColourWordEncoder)
     assert isinstance(emb, MultiModalEmbedding)
     assert MMEmbedEmbedding.class_name() == "MMEmbedEmbedding"
     assert emb.model_name == enc.name and emb.encoder is enc and emb.dim == enc.dim
-    for name in ("model_name", "task", "query_instruction", "device", "dtype", "encoder_kwargs"):
+    assert emb.model == enc.name
+    for name in ("model", "model_name", "task", "instruction", "device", "dtype", "model_kwargs"):
         assert MMEmbedEmbedding.model_fields[name].description, name
     data = emb.to_dict()
     assert data["class_name"] == "MMEmbedEmbedding"
@@ -57,7 +58,7 @@ def test_query_embedding_carries_the_instruction_and_texts_do_not(enc: ColourWor
     np.testing.assert_allclose(q, enc.encode_queries(["a red apple"], instruction=instr)[0], atol=1e-6)
     np.testing.assert_allclose(t, enc.encode_documents(["a red apple"])[0], atol=1e-6)
     assert not np.allclose(q, t)  # the instruction changed the query
-    free = MMEmbedEmbedding(encoder=enc, task="text->image", query_instruction="Find the fruit.")
+    free = MMEmbedEmbedding(encoder=enc, task="text->image", instruction="Find the fruit.")
     np.testing.assert_allclose(free.get_query_embedding("a red apple"),
                                enc.encode_queries(["a red apple"], instruction="Find the fruit.")[0], atol=1e-6)
 

@@ -357,19 +357,19 @@ def test_unknown_option_is_refused(ckpt: Path) -> None:
 def test_registry_name_loads_from_hf_cache(ckpt: Path, tmp_path: Path, enc) -> None:
     cache = tmp_path / "hub"
     with pytest.raises(ModelLoadError, match=r"(?s)not in the Hugging Face cache.*hf download nvidia/MM-Embed"):
-        mmembed.load_encoder("nvidia/MM-Embed", cache_dir=cache)
+        mmembed.load_encoder("nvidia/MM-Embed", cache_dir=cache, local_files_only=True)
     repo = cache / "models--nvidia--MM-Embed"
     snap = repo / "snapshots" / ("0" * 40)
     shutil.copytree(ckpt, snap)
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text("0" * 40)
-    loaded = mmembed.load_encoder("nvidia/MM-Embed", cache_dir=cache)
+    loaded = mmembed.load_encoder("nvidia/MM-Embed", cache_dir=cache, local_files_only=True)
     assert loaded.name == enc.name
     np.testing.assert_array_equal(loaded.encode_documents(["a cat"]), enc.encode_documents(["a cat"]))
     for f in snap.glob("*.safetensors*"):
         f.unlink()
     with pytest.raises(ModelLoadError, match="only partly"):
-        mmembed.load_encoder("nvidia/MM-Embed", cache_dir=cache)
+        mmembed.load_encoder("nvidia/MM-Embed", cache_dir=cache, local_files_only=True)
 
 
 def test_errors_name_items_by_input_position_when_sorted(enc, tmp_path: Path) -> None:

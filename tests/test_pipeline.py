@@ -11,7 +11,15 @@ from typer.testing import CliRunner
 
 from mmembed import ImageLoadError, InputError, Pipeline, Store, retrieve
 from mmembed.inputs import Interleaved
-from mmembed.pipeline import default_fetch_k
+from mmembed.pipeline import (
+    Ranked,
+    SkippedCandidatesWarning,
+    as_encoder,
+    as_reranker,
+    clear_model_cache,
+    default_fetch_k,
+    rerank,
+)
 from mmembed.rerankers.base import Reranker
 from mmembed.rerankers.fusion import FusionReranker
 
@@ -102,13 +110,16 @@ def test_unreadable_candidate_image_raises_with_id_or_is_skipped(tmp_path: Path,
     query = {"image": imgs["red"]}
     with pytest.raises(ImageLoadError, match="red2"):
         retrieve(store, query, k=3, fetch_k=3, reranker=rr)
-    with pytest.warns(UserWarning, match="red2"):
+    with pytest.warns(SkippedCandidatesWarning, match="1 rerank candidate.*left out: red2: .*red2") as caught:
         hits = retrieve(store, query, k=3, fetch_k=3, reranker=rr, on_error="skip")
-    assert [h.id for h in hits][-1] == "red2" and hits[-1].rerank_score == -math.inf
-    assert hits[0].id == "red" and math.isfinite(hits[1].rerank_score)
+    assert len(caught) == 1  # reported once, by the pipeline (not again by the reranker)
+    assert [h.id for h in hits] == ["red", "blue"]  # left out, not returned with a made-up score
+    assert all(math.isfinite(h.rerank_score) for h in hits)
+    assert [(s.id, s.index) for s in hits.skipped] == [("red2", 1)] and "red2" in hits.skipped[0].reason
     # the same policy through a Pipeline
-    with pytest.warns(UserWarning, match="red2"):
-        Pipeline(store, rr, on_error="skip").retrieve(query, k=1, fetch_k=3)
+    with pytest.warns(SkippedCandidatesWarning, match="red2"):
+        hits = Pipeline(store, rr, on_error="skip").retrieve(query, k=1, fetch_k=3)
+    assert [h.id for h in hits] == ["red"] and [s.id for s in hits.skipped] == ["red2"]
 
 
 def test_rerank_hits_from_elsewhere(store: Store) -> None:
@@ -117,6 +128,65 @@ def test_rerank_hits_from_elsewhere(store: Store) -> None:
     assert ranked[0].id == "o3" and len(ranked) == 2
     with pytest.raises(InputError, match="no reranker"):
         Pipeline(store).rerank_hits("weather", hits)
+
+
+def test_rerank_sorts_cuts_and_reports_in_one_place(toy_encoder: ToyEncoder, tmp_path: Path) -> None:
+    rr = WordReranker("pear")
+    docs = ["an apple", "a pear", "a ripe pear", "a plum"]
+    ranked = rerank(rr, "fruit", docs, top_n=2)
+    assert ranked == [Ranked(1, 1.0), Ranked(2, 1.0)] and ranked.skipped == []  # ties keep the input order
+    assert [r.index for r in rerank(rr, "fruit", docs)] == [1, 2, 0, 3]
+    # framework objects go through to_input; one that does not convert is an error naming it, or left out
+    objs = [{"t": "a pear"}, {"broken": True}, {"t": "an apple"}]
+
+    def to_input(o: dict) -> str:
+        if "t" not in o:
+            raise InputError("object without text")
+        return o["t"]
+
+    with pytest.raises(InputError, match="object without text"):
+        rerank(rr, "fruit", objs, to_input=to_input)
+    with pytest.warns(SkippedCandidatesWarning, match="left out: b: object without text"):
+        ranked = rerank(rr, "fruit", objs, to_input=to_input, ids=["a", "b", "c"], on_error="skip")
+    assert [r.index for r in ranked] == [0, 2] and [(s.index, s.id) for s in ranked.skipped] == [(1, "b")]
+    # an unreadable image among convertible candidates: same rule, same report
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png")
+    with pytest.warns(SkippedCandidatesWarning, match="left out: #1: "):
+        ranked = rerank(rr, "fruit", ["a pear", {"image": bad, "text": "pear"}], on_error="skip")
+    assert [r.index for r in ranked] == [0] and ranked.skipped[0].index == 1
+    with pytest.raises(InputError, match="top_n"):
+        rerank(rr, "fruit", docs, top_n=0)
+    with pytest.raises(InputError, match="2 ids for 4"):
+        rerank(rr, "fruit", docs, ids=["a", "b"])
+
+
+def test_one_loader_caches_encoders_and_rerankers(store: Store, toy_encoder: ToyEncoder,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from mmembed.encoders import registry
+
+    loads: list[str] = []
+
+    def load_toy(name: str, **kw: object) -> ToyEncoder:
+        loads.append(name)
+        return ToyEncoder()
+
+    monkeypatch.setitem(registry._NAMED, "toy-cache-test", load_toy)
+    clear_model_cache()
+    a = as_encoder("toy-cache-test", device="cpu")
+    assert as_encoder("toy-cache-test", device="cpu") is a and loads == ["toy-cache-test"]
+    assert as_encoder(toy_encoder) is toy_encoder
+    with pytest.raises(InputError, match="encoder must be"):
+        as_encoder(42)  # type: ignore[arg-type]
+    first = as_reranker("default", store)
+    assert as_reranker("default", store) is first and first.encoder is toy_encoder  # the store's space
+    assert as_reranker("default", encoder=a) is not first                            # another encoder
+    assert Pipeline(store, "default").reranker is first                               # the pipeline shares it
+    clear_model_cache()
+    assert as_reranker("default", store) is not first
+    as_encoder("toy-cache-test", device="cpu")
+    assert loads == ["toy-cache-test", "toy-cache-test"]
+    clear_model_cache()
 
 
 def test_cli_search_with_rerank_and_fetch_k(tmp_path: Path, toy_encoder: ToyEncoder,

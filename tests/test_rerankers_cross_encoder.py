@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from mmembed import load_reranker
+from mmembed.pipeline import rerank
 from mmembed.errors import InputError, ModelLoadError
 from mmembed.rerankers.cross_encoder import CrossEncoderReranker
 
@@ -73,7 +74,7 @@ def test_scores_match_the_checkpoint_and_order_follows(reranker: CrossEncoderRer
     expected = _reference(bert_dir, "red apple", CANDS)
     assert scores == pytest.approx(expected, abs=1e-5)
     assert len({round(s, 4) for s in scores}) == len(CANDS)
-    assert [r.index for r in reranker.rerank("red apple", CANDS)] == sorted(range(4), key=lambda i: -expected[i])
+    assert [r.index for r in rerank(reranker, "red apple", CANDS)] == sorted(range(4), key=lambda i: -expected[i])
     # the instruction is not given to a cross-encoder
     assert reranker.score("red apple", CANDS, task="question->passage") == pytest.approx(scores, abs=1e-6)
 
@@ -90,7 +91,7 @@ def test_image_parts_are_ignored(reranker: CrossEncoderReranker) -> None:
 def test_image_only_candidate_ranks_last_with_warning(reranker: CrossEncoderReranker) -> None:
     img = Image.new("RGB", (16, 16), "red")
     with pytest.warns(UserWarning, match="1 candidate.*no text"):
-        ranked = reranker.rerank("red apple", [{"image": img}, "the blue sea", "a red apple"])
+        ranked = rerank(reranker, "red apple", [{"image": img}, "the blue sea", "a red apple"])
     assert ranked[-1].index == 0 and ranked[-1].score == float("-inf")
 
 

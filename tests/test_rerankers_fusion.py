@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from mmembed import coerce, load_reranker
+from mmembed.pipeline import rerank
 from mmembed.errors import InputError
 from mmembed.rerankers.fusion import (ALL_VIEWS, DEFAULT_WEIGHTS, VIEWS, FusionReranker, TextTowerEncoder,
                                       bm25_scores, minmax)
@@ -47,7 +48,6 @@ def _bm25_reference(query: str, docs: list[str]) -> np.ndarray:
 
 @pytest.mark.parametrize("w", [0.0, 0.4, 1.0])
 def test_dense_and_bm25_are_minmax_fused(toy_encoder: ToyEncoder, w: float) -> None:
-    pytest.importorskip("Stemmer")
     rr = FusionReranker(toy_encoder, second=None, weights={"dense": 1.0 - w if w < 1 else 1e-9, "lexical": w})
     query = "how to copy a nested list"
     got = np.asarray(rr.score(query, DOCS))
@@ -57,7 +57,7 @@ def test_dense_and_bm25_are_minmax_fused(toy_encoder: ToyEncoder, w: float) -> N
     assert got.min() >= 0.0 and got.max() <= 1.0
     if w == 1.0:  # BM25 alone: texts without the query's (stemmed) words score 0
         assert got[[2, 4]] == pytest.approx([0.0, 0.0], abs=1e-6) and got[1] == pytest.approx(1.0)
-    assert [r.index for r in rr.rerank(query, DOCS)] == sorted(range(len(DOCS)), key=lambda i: -expected[i])
+    assert [r.index for r in rerank(rr, query, DOCS)] == sorted(range(len(DOCS)), key=lambda i: -expected[i])
 
 
 def test_second_opinion_is_minilm_cosine_on_text(toy_encoder: ToyEncoder, minilm: TextTowerEncoder) -> None:

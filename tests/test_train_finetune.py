@@ -19,7 +19,8 @@ import mmembed
 from mmembed.cli import app
 from mmembed.encoders.mini import MiniEncoder, load_default
 from mmembed.errors import ImageLoadError
-from mmembed.train.backends import MiniBackend, TrainingError, backend_for
+from mmembed.train.backends import MiniBackend, TrainingError
+from mmembed.train.dispatch import backend_for
 from mmembed.train.finetune import (
     FinetuneConfig,
     Finetuner,

@@ -24,7 +24,8 @@ from typer.testing import CliRunner
 import mmembed
 from mmembed.cli import app
 from mmembed.encoders.clip import HFClipEncoder
-from mmembed.train.backends import TrainingError, backend_for
+from mmembed.train.backends import TrainingError
+from mmembed.train.dispatch import backend_for
 from mmembed.train.finetune import FinetuneConfig, build_training_data, finetune
 from mmembed.train.lora import FINETUNE_FILE, HFClipBackend
 from mmembed.train.pairs import read_pairs, read_pool

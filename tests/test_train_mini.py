@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from mmembed.encoders.mini import ImageTower
-from mmembed.train.mini import TrainConfig, _recall, augment, train_contrastive
+from mmembed.train.mini import TrainConfig, augment, evaluate_tuxpaint, train_contrastive
 
 
 def _toy_set(n_concepts: int = 8, per: int = 4) -> tuple[np.ndarray, torch.Tensor, np.ndarray, np.ndarray]:
@@ -63,10 +63,32 @@ def test_train_contrastive_rejects_mismatched_inputs() -> None:
                           log=None)
 
 
-def test_recall_counts_any_relevant_item() -> None:
-    sims = np.array([[0.9, 0.1, 0.5], [0.1, 0.2, 0.3]])
-    r = _recall(sims, [{2}, {2}], ks=(1, 2))
-    assert r == {"R@1": 0.5, "R@2": 1.0}
+def test_evaluate_tuxpaint_uses_the_eval_caption_rule_and_recall(tmp_path, toy_encoder) -> None:
+    """The towers' evaluation is the eval harness's: captions equal up to case and end punctuation are one
+    caption (one query, both stamps relevant), per-stamp queries ask each stamp's caption, and recall is
+    the tie-aware success@k of mmembed.eval."""
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    colours = {"red": (220, 20, 20), "red2": (200, 30, 30), "green": (20, 200, 30), "blue": (20, 30, 220)}
+    captions = {"red": "A red apple.", "red2": "a red apple", "green": "A green leaf.", "blue": "The blue sea."}
+    stamps = []
+    for name, colour in colours.items():
+        path = tmp_path / f"{name}.png"
+        Image.new("RGB", (16, 16), colour).save(path)
+        stamps.append(SimpleNamespace(id=name, image_path=path, caption=captions[name],
+                                      translations={"de": f"Bild {name}", "fr": captions[name].upper()}))
+    m = evaluate_tuxpaint(toy_encoder, langs=("de", "fr"), stamps=stamps)
+    assert (m["n_images"], m["n_captions"]) == (4, 3)
+    assert set(m) == {"n_images", "n_captions", "text_to_image", "text_to_image_per_stamp", "image_to_text",
+                      "cross_lingual_text_to_image", "cross_lingual_mean_R@10"}
+    # 3 or 4 documents: every relevant item is in the top 10
+    assert m["text_to_image"]["R@10"] == m["image_to_text"]["R@10"] == 1.0
+    assert all(0.0 <= v["R@1"] <= 1.0 for v in (m["text_to_image"], m["text_to_image_per_stamp"]))
+    # upper-cased "French" captions equal the English ones under the rule: left out, like untranslated ones
+    assert list(m["cross_lingual_text_to_image"]) == ["de"]
+    assert m["cross_lingual_mean_R@10"] == m["cross_lingual_text_to_image"]["de"]["R@10"] == 1.0
 
 
 def test_train_contrastive_needs_a_budget() -> None:

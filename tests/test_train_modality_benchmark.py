@@ -100,3 +100,25 @@ def test_runner_reports_modality_accuracy_and_chance(stamps: list[FakeStamp], to
 def test_registered_in_the_eval_harness() -> None:
     assert "tuxpaint-mixed" in DATASETS and "tuxpaint-mixed" in available_datasets()
     assert "ModAcc@1" in (DATASETS["tuxpaint-mixed"].__doc__ or "")
+
+
+def test_the_datasets_never_import_the_modality_module() -> None:
+    """One direction only: mmembed.eval.modality (the metric) may import the datasets, never the reverse."""
+    import ast
+    from pathlib import Path
+
+    import mmembed.eval.datasets as pkg
+
+    folder = Path(pkg.__file__).parent
+    for path in sorted(folder.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                target = "." * node.level + (node.module or "")
+                assert "modality" not in target, f"{path.name} imports {target}"
+            elif isinstance(node, ast.Import):
+                assert not any("modality" in a.name for a in node.names), f"{path.name} imports modality"
+    # and the names stay importable from both places
+    from mmembed.eval.datasets import MixedPool as A, tuxpaint_mixed as f
+    from mmembed.eval.modality import MixedPool as B, tuxpaint_mixed as g
+
+    assert A is B and f is g

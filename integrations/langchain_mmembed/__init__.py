@@ -8,16 +8,11 @@
 Documents carry their images as locations in ``metadata["image"]`` (a path/URI, or a list of them).
 """
 
-from langchain_mmembed.documents import (
-    IMAGE_KEY,
-    add_interleaved_documents,
-    document_to_input,
-    hit_to_document,
-    query_to_input,
-)
+from langchain_mmembed.documents import IMAGE_KEY, document_to_input, hit_to_document, query_to_input
 from langchain_mmembed.embeddings import MMEmbedEmbeddings
 from langchain_mmembed.rerank import MMEmbedRerank
 from langchain_mmembed.retrievers import MMEmbedRetriever
+from langchain_mmembed.vectorstores import add_interleaved_documents
 
 __all__ = [
     "IMAGE_KEY",

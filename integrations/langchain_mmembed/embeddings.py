@@ -15,8 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 from mmembed.encoders.base import Encoder
 from mmembed.errors import InputError
 from mmembed.instructions import get_task
+from mmembed.pipeline import as_encoder
 
-from ._loading import get_encoder
 from .documents import document_to_input, query_to_input
 
 
@@ -97,7 +97,7 @@ class MMEmbedEmbeddings(BaseModel, Embeddings):
         if self.encoder is not None:
             return self.encoder
         if self._loaded is None:
-            self._loaded = get_encoder(self.model, device=self.device, dtype=self.dtype, **self.model_kwargs)
+            self._loaded = as_encoder(self.model, device=self.device, dtype=self.dtype, **self.model_kwargs)
         return self._loaded
 
     def _docs(self, inputs: Sequence[Any]) -> list[list[float]]:

@@ -16,10 +16,10 @@ from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_vali
 from mmembed.encoders.base import Encoder
 from mmembed.errors import InputError
 from mmembed.instructions import get_task
+from mmembed.pipeline import as_encoder, as_reranker, retrieve
 from mmembed.rerankers.base import Reranker
 from mmembed.store import DEFAULT_COLLECTION, AddResult, Store
 
-from ._loading import get_encoder, get_reranker
 from .documents import hit_to_document, query_to_input, store_items
 
 
@@ -57,7 +57,11 @@ class MMEmbedRetriever(BaseRetriever):
         description="Encoder name or model directory (must be the one the collection was built with).",
     )
     encoder: Encoder | None = Field(default=None, exclude=True, description="An already loaded Encoder.")
-    device: str | None = Field(default_factory=from_env("MMEMBED_DEVICE", default=None))
+    device: str | None = Field(
+        default_factory=from_env("MMEMBED_DEVICE", default=None),
+        description="'cpu', 'cuda', 'mps'...; None picks one. Env MMEMBED_DEVICE.",
+    )
+    dtype: str | None = Field(default=None, description="'float32', 'float16', 'bfloat16'; None picks per device.")
     k: int = Field(default=4, ge=1, description="Number of documents to return.")
     fetch_k: int | None = Field(
         default=None, ge=1, description="Candidates fetched for the reranker (default: max(3*k, 20))."
@@ -68,7 +72,9 @@ class MMEmbedRetriever(BaseRetriever):
         default=None, description="A Reranker, or a name for mmembed.load_reranker (e.g. 'default'); None: no rerank."
     )
     on_error: Literal["raise", "skip"] = Field(
-        default="raise", description="A candidate the reranker cannot read: 'raise', or 'skip' (ranked last, warned)."
+        default="raise",
+        description="A candidate the reranker cannot read: 'raise', or 'skip' (left out and reported, as by "
+        "mmembed.pipeline.rerank).",
     )
     where: dict[str, Any] | None = Field(default=None, description="Chroma metadata filter applied to every query.")
 
@@ -98,15 +104,16 @@ class MMEmbedRetriever(BaseRetriever):
         if self.store is not None:
             return self.store
         if self._store is None:
-            encoder = self.encoder if self.encoder is not None else get_encoder(self.model, device=self.device)
+            encoder = self.encoder if self.encoder is not None else as_encoder(self.model, device=self.device,
+                                                                               dtype=self.dtype)
             self._store = Store(self.path, url=self.url, encoder=encoder, collection=self.collection)
         return self._store
 
     def _get_reranker(self) -> Reranker | None:
+        """The reranker (a name is loaded once per process with the store's encoder, by the pipeline)."""
         if self.reranker is None or isinstance(self.reranker, Reranker):
             return self.reranker
-        # as mmembed.pipeline does: a reranker that re-embeds scores in the store's vector space
-        return get_reranker(self.reranker, encoder=self.get_store().encoder)
+        return as_reranker(self.reranker, self.get_store(), device=self.device, dtype=self.dtype)
 
     def add_documents(self, documents: Sequence[Document], *, on_error: Literal["raise", "skip"] = "raise",
                       show_progress: bool | None = None) -> AddResult:
@@ -132,8 +139,6 @@ class MMEmbedRetriever(BaseRetriever):
         instruction: str | None = None,
         where: Mapping[str, Any] | None = None,
     ) -> list[Document]:
-        from mmembed.pipeline import retrieve
-
         hits = retrieve(
             self.get_store(),
             query_to_input(query),

@@ -224,7 +224,8 @@ def _register_optional_commands() -> None:
     """Commands that live beside their subsystems (eval, train) register themselves here."""
     import importlib
 
-    for module in ("mmembed.demo", "mmembed.eval.cli", "mmembed.train.cli"):
+    for module in ("mmembed.demo", "mmembed.eval.cli", "mmembed.train.cli", "mmembed.models_cli",
+                   "mmembed.serve.cli"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

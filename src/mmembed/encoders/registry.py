@@ -31,6 +31,8 @@ _BACKENDS: dict[str, str] = {
     "hf-clip": "mmembed.encoders.clip:load_hf_clip",
     "open_clip": "mmembed.encoders.clip:load_open_clip",
     "mm-embed": "mmembed.encoders.mmembed_llava:load_mmembed",
+    "qwen3-vl": "mmembed.encoders.qwen3_vl:load_qwen3_vl",
+    "sentence-transformers": "mmembed.encoders.sentence_transformers:load_sentence_transformer",
 }
 
 
@@ -74,7 +76,12 @@ def _load_spec(spec: str, **kwargs: Any) -> Encoder:
 
 
 def detect_backend(path: Path) -> str:
-    """Which backend can load the model directory ``path`` (by the files it holds)."""
+    """Which backend can load the model directory ``path`` (by the files it holds).
+
+    Order: ``mmembed_config.json``, ``open_clip_config.json``, then a ``config.json`` naming a model mmembed
+    runs natively (MM-Embed, Qwen3-VL-Embedding, CLIP/SigLIP) -- it wins over sentence-transformers' files,
+    so Qwen3-VL-Embedding (which ships both) runs on the native backend, proven equal to the
+    sentence-transformers path --, then ``modules.json`` (any other sentence-transformers model)."""
     if path.is_file():
         raise ModelLoadError(
             f"{path} is a file; give the model directory (an open_clip model needs open_clip_config.json "
@@ -100,13 +107,20 @@ def detect_backend(path: Path) -> str:
             return "mm-embed"
         if model_type in ("clip", "siglip", "siglip2"):
             return "hf-clip"
+        if model_type == "qwen3_vl":
+            return "qwen3-vl"
+        if (path / "modules.json").is_file():
+            return "sentence-transformers"
         raise ModelLoadError(
             f"{path}: config.json has model_type {model_type!r} / architectures {archs}, which mmembed cannot "
-            "load as an encoder (supported: MM-Embed, CLIP, SigLIP, open_clip, mmembed-mini)"
+            "load as an encoder (supported: MM-Embed, Qwen3-VL-Embedding, CLIP, SigLIP, open_clip, "
+            "mmembed-mini, and sentence-transformers models with a modules.json)"
         )
+    if (path / "modules.json").is_file():
+        return "sentence-transformers"
     raise ModelLoadError(
         f"{path} holds no model mmembed recognises (looked for mmembed_config.json, open_clip_config.json, "
-        "config.json)"
+        "config.json, modules.json)"
     )
 
 
@@ -124,7 +138,11 @@ def load_encoder(
 
     ``device`` ``None`` picks CUDA/MPS when present, else CPU; ``dtype`` ``None`` picks half precision on
     accelerators and float32 on CPU. Extra keyword arguments go to the backend (for example
-    ``allow_remote=True`` to let it fetch http(s) images). Nothing is ever downloaded.
+    ``allow_remote=True`` to let it fetch http(s) images).
+
+    A hub id (``org/name`` or ``org/name@revision``) that is neither registered nor a local directory is
+    downloaded once into the Hugging Face cache (only the files its backend reads) and loaded from there
+    afterwards; ``HF_HUB_OFFLINE=1`` or ``local_files_only=True`` use the cache only (see :mod:`mmembed.hub`).
     """
     if isinstance(name, Encoder):
         raise InputError(f"load_encoder got an Encoder ({describe(name)}); it is already loaded: use it directly")
@@ -146,8 +164,26 @@ def load_encoder(
         return _resolve(_BACKENDS[backend])(path, device=device, dtype=dtype, **kwargs)
     if _SPEC.match(key):
         return _load_spec(key, device=device, dtype=dtype, **kwargs)
+    from .. import hub
+
+    if hub.is_hub_id(key):
+        return load_from_hub(key, device=device, dtype=dtype, **kwargs)
     raise ModelLoadError(
         f"unknown encoder {key!r}: not a registered name ({', '.join(available_encoders())}), no such "
-        "directory, and not a 'package.module:factory' spec. mmembed never downloads weights: download once "
-        "where the hub is reachable, then pass the local directory."
+        "directory, not a hub id (org/name or org/name@revision) and not a 'package.module:factory' spec"
     )
+
+
+#: ``load_encoder`` options that steer the download rather than the backend.
+HUB_OPTIONS = ("cache_dir", "local_files_only", "revision", "token", "progress")
+
+
+def load_from_hub(name: str, *, device: str | None = None, dtype: str | None = None, **kwargs: Any) -> Encoder:
+    """A hub id (``org/name[@revision]``): download what the backend needs once (see :mod:`mmembed.hub`),
+    then load the snapshot directory like a local one. ``cache_dir``, ``local_files_only``, ``revision``,
+    ``token`` and ``progress`` steer the download; other options go to the backend."""
+    from .. import hub
+
+    opts = {k: kwargs.pop(k) for k in HUB_OPTIONS if k in kwargs}
+    path, backend = hub.resolve(name, kind="encoder", detect=detect_backend, **opts)
+    return _resolve(_BACKENDS[backend])(path, device=device, dtype=dtype, **kwargs)

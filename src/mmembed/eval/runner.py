@@ -17,6 +17,7 @@ from __future__ import annotations
 import inspect
 import json
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -188,7 +189,11 @@ def baseline_scores(name: str, subset: Subset) -> np.ndarray:
         raise InputError(f"baseline {name!r} needs text queries and text documents; subset {subset.name!r} "
                          "has images")
     if name == "tfidf":
-        from sklearn.feature_extraction.text import TfidfVectorizer
+        try:
+            from sklearn.feature_extraction.text import TfidfVectorizer
+        except ImportError as exc:
+            raise InputError(f"the tfidf baseline needs scikit-learn ({exc}): pip install 'mmembed[eval]', "
+                             "or leave tfidf out of the baselines") from exc
 
         vec = TfidfVectorizer(sublinear_tf=True)
         docs = vec.fit_transform(subset.pool.texts)
@@ -204,26 +209,36 @@ def baseline_scores(name: str, subset: Subset) -> np.ndarray:
     raise InputError(f"unknown baseline {name!r}; known: {', '.join(BASELINES)}")
 
 
+def _baseline_installed(name: str) -> bool:
+    """Whether a default baseline can run; the tfidf one needs the optional scikit-learn (``mmembed[eval]``),
+    and is left out of the default rows with a warning saying so when it is missing."""
+    if name != "tfidf":
+        return True
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        warnings.warn("the tfidf baseline is left out: it needs scikit-learn (pip install 'mmembed[eval]')",
+                      stacklevel=3)
+        return False
+    return True
+
+
 def baseline_applies(name: str, subset: Subset) -> bool:
     return name == "chance" or (subset.query_texts is not None and subset.pool.texts is not None)
 
 
 # ---- one dataset -----------------------------------------------------------------------------------------
 def resolve_reranker(reranker: Any, encoder: Any = None) -> Any:
-    """A reranker object from a name/path (``mmembed.load_reranker``); objects pass through.
+    """A reranker object from a name/path (:func:`mmembed.pipeline.as_reranker`); objects pass through.
 
     The first-stage ``encoder`` is handed over so rerankers that re-embed (the default one) score in the
     space the candidates were retrieved in.
     """
     if reranker is None or not isinstance(reranker, str):
         return reranker
-    import mmembed
+    from ..pipeline import as_reranker  # the one loader (mmembed.load_reranker, cached per process)
 
-    try:
-        load = mmembed.load_reranker
-    except (ImportError, AttributeError) as exc:
-        raise InputError(f"cannot load reranker {reranker!r}: the reranker registry is not available ({exc})") from exc
-    return load(reranker, encoder=encoder) if encoder is not None else load(reranker)
+    return as_reranker(reranker, encoder=encoder)
 
 
 def resolve_encoder(encoder: Any) -> Any:
@@ -269,7 +284,7 @@ def evaluate(
     if reranker is not None and encoder is None:
         raise InputError("a reranker needs an encoder to fetch its candidates")
     if baselines is True:
-        names = ["chance", *dataset.baselines]
+        names = ["chance", *(n for n in dataset.baselines if _baseline_installed(n))]
     elif baselines is False:
         names = []
     else:

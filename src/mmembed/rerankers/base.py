@@ -1,8 +1,10 @@
 """The Reranker protocol: score (query, candidate) pairs jointly, higher is more relevant.
 
 Backends implement :meth:`Reranker._score_batch` on coerced items with decoded images. Coercion, task
-instructions, batching, progress, and the bad-candidate policy (raise, or ``on_error="skip"``: score it lowest
-and warn with its id) live here once, so the LangChain and LlamaIndex rerankers are thin faces of this class.
+instructions and batching live here once. Ranking a list (sort, cut, leaving out and reporting candidates
+that cannot be read) is :func:`mmembed.pipeline.rerank`, used by the retrieve pipeline, the CLI and the
+LangChain and LlamaIndex adapters (it replaces the former ``Reranker.rerank`` method, so this module stays
+below the pipeline and the two do not import each other).
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import math
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..errors import ImageLoadError, InputError
@@ -23,14 +24,6 @@ from ..instructions import resolve_instruction
 logger = logging.getLogger(__name__)
 
 OnError = Literal["raise", "skip"]
-
-
-@dataclass
-class Ranked:
-    """A candidate's position in the input list and its rerank score."""
-
-    index: int
-    score: float
 
 
 class Reranker(ABC):
@@ -48,9 +41,12 @@ class Reranker(ABC):
         show_progress: bool | None = None,
         on_error: OnError = "raise",
         ids: Sequence[str] | None = None,
+        unreadable: list[tuple[int, str]] | None = None,
     ) -> list[float]:
         """One score per candidate, in input order. A candidate that cannot be read raises an InputError
-        naming it (by ``ids[i]`` when given), or with ``on_error="skip"`` gets ``-inf`` and a warning."""
+        naming it (by ``ids[i]`` when given), or with ``on_error="skip"`` gets ``-inf`` (never a real score)
+        and is reported: appended as ``(index, reason)`` to ``unreadable`` when the caller passes a list (it
+        reports them itself, as :func:`mmembed.pipeline.rerank` does), else in a warning."""
         if on_error not in ("raise", "skip"):
             raise InputError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         q = coerce(query, where="rerank query")
@@ -58,7 +54,7 @@ class Reranker(ABC):
         instr = resolve_instruction(task, instruction)
         scores: list[float] = [-math.inf] * len(candidates)
         good: list[tuple[int, Interleaved]] = []
-        bad: list[str] = []
+        bad: list[tuple[int, str]] = []
         for i, cand in enumerate(candidates):
             name = f"candidate #{i}" + (f" (id {ids[i]!r})" if ids is not None else "")
             try:
@@ -71,11 +67,14 @@ class Reranker(ABC):
             except InputError as exc:
                 if on_error == "raise":
                     raise
-                bad.append(str(exc))
+                bad.append((i, str(exc)))
                 continue
             good.append((i, item))
-        if bad:
-            msg = f"{len(bad)} rerank candidate(s) could not be read and were scored lowest: " + "; ".join(bad)
+        if unreadable is not None:
+            unreadable.extend(bad)
+        elif bad:
+            msg = (f"{len(bad)} rerank candidate(s) could not be read and were scored -inf: "
+                   + "; ".join(reason for _, reason in bad))
             logger.warning(msg)
             warnings.warn(msg, stacklevel=2)
         from tqdm.auto import tqdm
@@ -92,23 +91,6 @@ class Reranker(ABC):
                 bar.update(len(chunk))
         return scores
 
-    def rerank(
-        self,
-        query: Any,
-        candidates: Sequence[Any],
-        *,
-        top_n: int | None = None,
-        task: str | None = None,
-        instruction: str | None = None,
-        **kwargs: Any,
-    ) -> list[Ranked]:
-        """Candidates sorted by score (stable for ties), cut to ``top_n``."""
-        scores = self.score(query, candidates, task=task, instruction=instruction, **kwargs)
-        order = sorted(range(len(scores)), key=lambda i: -scores[i])
-        if top_n is not None:
-            order = order[:top_n]
-        return [Ranked(i, scores[i]) for i in order]
-
     @abstractmethod
     def _score_batch(self, query: Interleaved, candidates: Sequence[Interleaved], *,
                      instruction: str | None) -> Sequence[float]:
@@ -116,3 +98,4 @@ class Reranker(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
+

@@ -79,7 +79,6 @@ def load_cross_encoder(path: str | os.PathLike[str], *, device: str | None = Non
     except ImportError as exc:  # pragma: no cover - a core dependency
         raise ModelLoadError("the cross-encoder reranker needs sentence-transformers") from exc
     model_kwargs = {"dtype": dtype} if dtype is not None else None
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         model = CrossEncoder(str(root), device=str(resolve_device(device)), local_files_only=True,
                              max_length=max_length, model_kwargs=model_kwargs)

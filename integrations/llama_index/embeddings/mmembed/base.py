@@ -14,7 +14,9 @@ they never block the event loop; one lock per instance keeps concurrent batches 
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
+import warnings
 from typing import Any, Dict, List, Optional
 
 from llama_index.core.base.embeddings.base import Embedding
@@ -23,8 +25,10 @@ from llama_index.core.callbacks import CallbackManager
 from llama_index.core.embeddings import MultiModalEmbedding
 from llama_index.core.schema import ImageType
 
-from mmembed import Encoder, InputError, load_encoder, resolve_instruction
+from mmembed import Encoder, InputError, resolve_instruction
+from mmembed._deprecation import renamed
 from mmembed.errors import describe
+from mmembed.pipeline import as_encoder
 
 from .convert import image_input
 
@@ -35,23 +39,29 @@ class MMEmbedEmbedding(MultiModalEmbedding):
     """Text, image and interleaved image+text embeddings from an mmembed encoder.
 
     Args:
-        model_name: a registry name (``"default"``, ``"mmembed-mini"``, ``"nvidia/MM-Embed"``) or a local
-            model directory, for :func:`mmembed.load_encoder`. Nothing is ever downloaded.
+        model: a registry name (``"default"``, ``"mmembed-mini"``, ``"nvidia/MM-Embed"``) or a local model
+            directory, for :func:`mmembed.load_encoder` (default: env ``MMEMBED_MODEL``, else ``"default"``).
+            Nothing is ever downloaded. Also stored as LlamaIndex's ``model_name``.
         encoder: an already loaded :class:`mmembed.Encoder` (shared with a ``Store`` or another adapter);
-            wins over ``model_name``.
+            wins over ``model``.
         task: a registered task (``mmembed tasks``) whose instruction steers query embeddings.
-        query_instruction: free-text query instruction; wins over ``task``.
-        device, dtype: where and in what precision to run the model (``None``: best available).
-        encoder_kwargs: extra arguments for :func:`mmembed.load_encoder`, e.g. ``{"allow_remote": True}`` to
+        instruction: free-text query instruction; wins over ``task``.
+        device, dtype: where and in what precision to run the model (``None``: best available; env
+            ``MMEMBED_DEVICE`` sets the device).
+        model_kwargs: extra arguments for :func:`mmembed.load_encoder`, e.g. ``{"allow_remote": True}`` to
             let it fetch http(s) images (off by default).
         embed_batch_size: items per encoder call.
+
+    The names match the LangChain ``MMEmbedEmbeddings``. The old ``model_name=``, ``query_instruction=`` and
+    ``encoder_kwargs=`` still work, with a DeprecationWarning. Models named here are loaded once per process
+    (:func:`mmembed.pipeline.as_encoder`) and shared with the retriever and the LangChain adapters.
 
     Example:
         >>> embed = MMEmbedEmbedding(task="text->image")
         >>> index = MultiModalVectorStoreIndex.from_documents(docs, embed_model=embed, image_embed_model=embed)
     """
 
-    model_name: str = Field(
+    model: str = Field(
         default="default",
         description="mmembed encoder: a registry name ('default', 'mmembed-mini', 'nvidia/MM-Embed') or a local "
         "model directory.",
@@ -59,12 +69,12 @@ class MMEmbedEmbedding(MultiModalEmbedding):
     task: Optional[str] = Field(
         default=None, description="Registered task name whose instruction is given to query embeddings."
     )
-    query_instruction: Optional[str] = Field(
+    instruction: Optional[str] = Field(
         default=None, description="Free-text instruction for query embeddings; wins over `task`."
     )
     device: Optional[str] = Field(default=None, description="Torch device ('cpu', 'cuda', ...); None picks one.")
     dtype: Optional[str] = Field(default=None, description="Model dtype ('float32', 'bfloat16', ...); None picks one.")
-    encoder_kwargs: Dict[str, Any] = Field(
+    model_kwargs: Dict[str, Any] = Field(
         default_factory=dict,
         description="Extra keyword arguments for mmembed.load_encoder (e.g. {'allow_remote': True}).",
     )
@@ -74,36 +84,59 @@ class MMEmbedEmbedding(MultiModalEmbedding):
 
     def __init__(
         self,
-        model_name: str = "default",
+        model: Optional[str] = None,
         *,
         encoder: Optional[Encoder] = None,
         task: Optional[str] = None,
-        query_instruction: Optional[str] = None,
+        instruction: Optional[str] = None,
         device: Optional[str] = None,
         dtype: Optional[str] = None,
-        encoder_kwargs: Optional[Dict[str, Any]] = None,
+        model_kwargs: Optional[Dict[str, Any]] = None,
         embed_batch_size: int = DEFAULT_BATCH_SIZE,
         callback_manager: Optional[CallbackManager] = None,
         **kwargs: Any,
     ) -> None:
+        model = renamed(kwargs, "model_name", "model", model, where="MMEmbedEmbedding")
+        instruction = renamed(kwargs, "query_instruction", "instruction", instruction, where="MMEmbedEmbedding")
+        model_kwargs = renamed(kwargs, "encoder_kwargs", "model_kwargs", model_kwargs, where="MMEmbedEmbedding")
         if encoder is not None and not isinstance(encoder, Encoder):
             raise InputError(f"encoder must be an mmembed.Encoder, got {describe(encoder)}; pass a name or path "
-                             "as model_name instead")
+                             "as model instead")
+        if model is None:
+            model = os.environ.get("MMEMBED_MODEL") or "default"
+        if device is None:
+            device = os.environ.get("MMEMBED_DEVICE") or None
+        name = encoder.name if encoder is not None else os.fspath(model)
         super().__init__(
-            model_name=encoder.name if encoder is not None else str(model_name),
+            model=name,
+            model_name=name,
             task=task,
-            query_instruction=query_instruction,
+            instruction=instruction,
             device=device,
             dtype=dtype,
-            encoder_kwargs=dict(encoder_kwargs or {}),
+            model_kwargs=dict(model_kwargs or {}),
             embed_batch_size=embed_batch_size,
             callback_manager=callback_manager,
             **kwargs,
         )
-        resolve_instruction(task, query_instruction)  # an unknown task fails here, not at the first query
+        resolve_instruction(task, instruction)  # an unknown task fails here, not at the first query
         if encoder is None:
-            encoder = load_encoder(model_name, device=device, dtype=dtype, **self.encoder_kwargs)
+            encoder = as_encoder(model, device=device, dtype=dtype, **self.model_kwargs)
         self._encoder = encoder
+
+    @property
+    def query_instruction(self) -> Optional[str]:
+        """Deprecated name of :attr:`instruction`."""
+        warnings.warn("MMEmbedEmbedding.query_instruction is deprecated: use .instruction", DeprecationWarning,
+                      stacklevel=2)
+        return self.instruction
+
+    @property
+    def encoder_kwargs(self) -> Dict[str, Any]:
+        """Deprecated name of :attr:`model_kwargs`."""
+        warnings.warn("MMEmbedEmbedding.encoder_kwargs is deprecated: use .model_kwargs", DeprecationWarning,
+                      stacklevel=2)
+        return self.model_kwargs
 
     @classmethod
     def class_name(cls) -> str:
@@ -126,7 +159,7 @@ class MMEmbedEmbedding(MultiModalEmbedding):
 
     def _queries(self, items: List[Any]) -> List[Embedding]:
         with self._lock:
-            vecs = self._encoder.encode_queries(items, task=self.task, instruction=self.query_instruction,
+            vecs = self._encoder.encode_queries(items, task=self.task, instruction=self.instruction,
                                                 batch_size=self.embed_batch_size, show_progress=False)
         return vecs.tolist()
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import math
 import os
 from collections.abc import Mapping
 from typing import Any, List, Literal, Optional, Union
@@ -25,8 +24,10 @@ from llama_index.core.constants import DEFAULT_SIMILARITY_TOP_K
 from llama_index.core.schema import ImageNode, NodeWithScore, QueryBundle, TextNode
 
 from mmembed import Encoder, Hit, InputError, Reranker, Store, resolve_instruction
+from mmembed._deprecation import renamed
 from mmembed.errors import describe
 from mmembed.images import read_source_bytes
+from mmembed.pipeline import as_encoder, as_reranker, retrieve
 
 from llama_index.embeddings.mmembed.convert import query_input
 
@@ -42,17 +43,24 @@ class MMEmbedRetriever(BaseRetriever):
 
     Args:
         store: an :class:`mmembed.Store`. Without one, a store is opened from ``path`` (embedded Chroma
-            directory) or ``url``/``host``+``port`` (a Chroma server), ``collection`` and ``encoder``.
-        similarity_top_k: how many nodes to return.
+            directory) or ``url``/``host``+``port`` (a Chroma server), ``collection`` and the encoder.
+        model: the encoder's registry name or model directory (default: env ``MMEMBED_MODEL``, else
+            ``"default"``); it must be the one the collection was built with. Loaded once per process.
+        encoder: an already loaded :class:`mmembed.Encoder`; wins over ``model``.
+        device, dtype: for loading ``model`` and a reranker given by name.
+        similarity_top_k: how many nodes to return (LlamaIndex's name for the LangChain retriever's ``k``).
         task: a registered task (``mmembed tasks``) whose instruction steers the query, e.g.
             ``"text->image"``; ``instruction`` is free text and wins over ``task``.
         where: a Chroma metadata filter applied at search time.
         reranker: an :class:`mmembed.Reranker` (or registry name) to rerank ``fetch_k`` candidates.
         fetch_k: candidates fetched before reranking (default: the pipeline's choice).
         on_error: when reranking, ``"raise"`` on a stored record whose image cannot be read (naming it), or
-            ``"skip"`` it (left out of the results, with a warning).
+            ``"skip"`` it (left out of the results and reported in a ``SkippedCandidatesWarning``).
         include_image_base64: also put each image's bytes, base64-encoded, on ``ImageNode.image`` (for
             multimodal LLMs that cannot read paths); off by default to keep nodes small.
+
+    The names match the LangChain ``MMEmbedRetriever``; passing a name as ``encoder=`` still works, with a
+    DeprecationWarning (use ``model=``).
     """
 
     def __init__(
@@ -64,7 +72,10 @@ class MMEmbedRetriever(BaseRetriever):
         host: Optional[str] = None,
         port: Optional[int] = None,
         collection: str = "mmembed",
-        encoder: Union[Encoder, str, os.PathLike] = "default",
+        model: Optional[Union[str, os.PathLike]] = None,
+        encoder: Optional[Encoder] = None,
+        device: Optional[str] = None,
+        dtype: Optional[str] = None,
         similarity_top_k: int = DEFAULT_SIMILARITY_TOP_K,
         task: Optional[str] = None,
         instruction: Optional[str] = None,
@@ -77,9 +88,23 @@ class MMEmbedRetriever(BaseRetriever):
         verbose: bool = False,
     ) -> None:
         resolve_instruction(task, instruction)  # an unknown task fails now, not at the first query
+        if isinstance(encoder, (str, os.PathLike)):
+            model = renamed({"encoder": encoder}, "encoder", "model", model, where="MMEmbedRetriever", stacklevel=3)
+            encoder = None
+        elif encoder is not None and not isinstance(encoder, Encoder):
+            raise InputError(f"encoder must be an mmembed.Encoder, got {describe(encoder)}; pass a name or path "
+                             "as model instead")
+        if device is None:
+            device = os.environ.get("MMEMBED_DEVICE") or None
+        self.device = device
+        self.dtype = dtype
         if store is None:
+            if encoder is None:
+                encoder = as_encoder(model if model is not None else os.environ.get("MMEMBED_MODEL") or "default",
+                                     device=device, dtype=dtype)
             # a retriever only reads: a mistyped path or collection is reported, not created empty
-            store = Store(path, url=url, host=host, port=port, collection=collection, encoder=encoder, create=False)
+            store = Store(path, url=url, host=host, port=port, collection=collection, encoder=encoder,
+                          create=False)
         elif not isinstance(store, Store):
             raise InputError(f"store must be an mmembed.Store, got {describe(store)}")
         self.store = store
@@ -89,7 +114,6 @@ class MMEmbedRetriever(BaseRetriever):
         self.instruction = instruction
         self.where = dict(where) if where else None
         self.reranker = reranker
-        self._loaded_reranker: Optional[tuple[Any, Reranker]] = None  # (name it was loaded from, reranker)
         if on_error not in ("raise", "skip"):
             raise InputError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         self.on_error = on_error
@@ -101,8 +125,6 @@ class MMEmbedRetriever(BaseRetriever):
         return "MMEmbedRetriever"
 
     def _retrieve(self, query_bundle: QueryBundle) -> List[NodeWithScore]:
-        from mmembed.pipeline import retrieve
-
         query = query_input(query_bundle, use_embedding_strs=True)
         hits = retrieve(
             self.store,
@@ -115,21 +137,14 @@ class MMEmbedRetriever(BaseRetriever):
             where=self.where,
             on_error=self.on_error,
         )
-        # with on_error="skip" an unreadable record is ranked last at -inf: it is not a result
-        return [self._node(hit) for hit in hits if hit.rerank_score is None or math.isfinite(hit.rerank_score)]
+        return [self._node(hit) for hit in hits]
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> List[NodeWithScore]:
         return await asyncio.to_thread(self._retrieve, query_bundle)
 
     def _get_reranker(self) -> Optional[Reranker]:
-        """The reranker, loaded once when given by name (with the store's encoder, as the pipeline does)."""
-        if self.reranker is None or isinstance(self.reranker, Reranker):
-            return self.reranker
-        if self._loaded_reranker is None or self._loaded_reranker[0] != self.reranker:
-            from mmembed import load_reranker
-
-            self._loaded_reranker = (self.reranker, load_reranker(self.reranker, encoder=self.store.encoder))
-        return self._loaded_reranker[1]
+        """The reranker (a name is loaded once per process with the store's encoder, by the pipeline)."""
+        return as_reranker(self.reranker, self.store, device=self.device, dtype=self.dtype)
 
     # ---- hits -> nodes ---------------------------------------------------------------------------------
     def _node(self, hit: Hit) -> NodeWithScore:

@@ -1,0 +1,114 @@
+"""The shipped mmembed-mini checkpoints on the sets their model cards and the README quote.
+
+    python benchmarks/bench_models.py --threads 1        # writes benchmarks/results/models.json
+
+Three checkpoints, each scored with the ``mmembed eval`` harness (exact search, tie-aware metrics, captions
+merged by :func:`mmembed.eval.datasets.normalize_caption`):
+
+* ``mmembed-mini-towers``: the v1 towers (task adapters reset to the identity), the "before" of the
+  task-adapter fine-tuning;
+* ``mmembed-mini``: the shipped default (v2 = the towers + fine-tuned task adapters), the "after";
+* ``mmembed-mini-minilm``: the default reranker's second opinion (towers trained into all-MiniLM-L6-v2's
+  space).
+
+Sets: ``tuxpaint`` with the per-stamp text -> image subset, ``tuxpaint-xling`` in the six languages of the
+towers' cards; for the first two also ``tuxpaint-mixed`` (ModAcc@1, the modality-bias benchmark) and
+``python-faq``, ``tuxpaint`` and ``python-faq`` a second time without the instruction. The model cards'
+tables, the README's modality table and its per-stamp sentence are rendered from the JSON by
+``scripts/render_figures.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_quality import RESULTS, load_average, run_header, write_json  # noqa: E402
+
+#: label -> what is loaded (a registered name, or a model folder inside the package)
+MODELS: dict[str, str] = {
+    "mmembed-mini-towers": "mmembed-mini-towers",
+    "mmembed-mini": "mmembed-mini",
+    "mmembed-mini-minilm": "package:mmembed-mini-minilm",
+}
+#: the checkpoints scored on the modality-bias and FAQ sets too (the before/after of the adapters)
+FULL = ("mmembed-mini-towers", "mmembed-mini")
+UNINSTRUCTED = ("tuxpaint", "python-faq")
+
+
+def _weights_sha256(spec: str) -> str:
+    """sha256 of the weights file measured (the towers are the default's file with the adapters reset)."""
+    import hashlib
+
+    import mmembed
+
+    folder = spec[len("package:"):] if spec.startswith("package:") else "mmembed-mini"
+    path = Path(mmembed.__file__).resolve().parent / "models" / folder / "model.safetensors"
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _load(spec: str) -> Any:
+    import mmembed
+
+    if spec.startswith("package:"):
+        spec = str(Path(mmembed.__file__).resolve().parent / "models" / spec[len("package:"):])
+    return mmembed.load_encoder(spec, device="cpu")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--out", type=Path, default=RESULTS / "models.json")
+    args = ap.parse_args(argv)
+
+    load_start = load_average()
+    started = time.perf_counter()
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    import mmembed
+    from mmembed.eval.datasets import tuxpaint, tuxpaint_xling
+    from mmembed.eval.runner import format_table
+    from mmembed.train.mini import CROSS_LINGUAL
+    from mmembed.train.modality import share_text_tower
+    from mmembed.train.report import evaluate_sets
+
+    models: dict[str, Any] = {}
+    loaded: dict[str, Any] = {}
+    for label in args.models:
+        enc = _load(MODELS[label])
+        for other in loaded.values():
+            share_text_tower(enc, other)  # one frozen e5 tower (and its memo) for the towers and the default
+        loaded[label] = enc
+        sets: list[Any] = [tuxpaint(per_stamp=True)]
+        if label in FULL:
+            sets += ["tuxpaint-mixed", "python-faq"]
+        sets.append(tuxpaint_xling(languages=CROSS_LINGUAL))
+        t0 = time.perf_counter()
+        rows = evaluate_sets(enc, sets, batch_size=args.batch_size,
+                             uninstructed=UNINSTRUCTED if label in FULL else ())
+        print(f"== {label} ({enc.name}), {time.perf_counter() - t0:.0f} s\n{format_table(rows)}\n", flush=True)
+        image_tower = getattr(getattr(enc, "model", None), "image_tower", None)
+        models[label] = {"encoder": enc.name, "loaded_as": MODELS[label],
+                         "weights_sha256": _weights_sha256(MODELS[label]),
+                         "image_tower_parameters": sum(p.numel() for p in image_tower.parameters())
+                         if image_tower is not None else None,
+                         "seconds": round(time.perf_counter() - t0, 1), "rows": [r.as_dict() for r in rows]}
+    payload = {**run_header("models", load_start=load_start), "mmembed": mmembed.__version__,
+               "batch_size": args.batch_size, "cross_lingual_languages": list(CROSS_LINGUAL),
+               "metric_notes": "R@k is success@k; ties count as their expectation over random order; exact dense "
+                               "search in numpy; captions equal under normalize_caption are one caption.",
+               "seconds": round(time.perf_counter() - started, 1), "models": models}
+    print(f"wrote {write_json(args.out, payload)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
