@@ -20,7 +20,9 @@ Options:
     --model NAME_OR_DIR    the mmembed encoder (default: the bundled default model)
     --reranker NAME|none   the mmembed reranker (default: ``default``)
     -k N, --fetch-k N      documents in the prompt / candidates fetched for reranking
-    --db DIR, --limit N    where the index is written / index only the first N images
+    --out DIR              where the index (and the fetched stamps) are written; default: the mmembed cache
+                           ($MMEMBED_CACHE/examples/langchain_rag), never the current directory (--db: old name)
+    --limit N              index only the first N images
 """
 
 from __future__ import annotations
@@ -193,9 +195,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--reranker", default="default", help="mmembed reranker name or directory, or 'none'")
     p.add_argument("-k", type=int, default=4, help="documents in the prompt")
     p.add_argument("--fetch-k", type=int, default=20, help="candidates fetched for reranking")
-    p.add_argument("--db", type=Path, default=Path("mmembed_langchain_rag"), help="index directory")
+    p.add_argument("--out", "--db", dest="db", type=Path, default=None,
+                   help="directory for the index and fetched images (default: the mmembed cache, examples/langchain_rag)")
     p.add_argument("--limit", type=int, default=0, help="index only the first N images (0 = all)")
     args = p.parse_args(argv)
+    if args.db is None:  # never write into the current directory (the repository, when run from it)
+        from mmembed.data.fetch import cache_dir
+
+        args.db = cache_dir() / "examples" / "langchain_rag"
 
     from mmembed.errors import MMEmbedError
 

@@ -33,7 +33,9 @@ Options:
     --model NAME_OR_DIR    the mmembed encoder (default: the bundled default model)
     --reranker NAME|none   the mmembed reranker (default: ``default``)
     -k N, --fetch-k N      nodes kept after reranking / candidates fetched per collection
-    --db DIR               where the Chroma collections are written; --rebuild starts them afresh
+    --out DIR              where the Chroma collections (and the fetched stamps) are written; default: the mmembed
+                           cache ($MMEMBED_CACHE/examples/llamaindex_rag), never the current directory (--db: old
+                           name); --rebuild starts them afresh
     --limit N              index only the first N images (0 = all)
 """
 
@@ -225,10 +227,15 @@ def main(argv: Sequence[str] | None = None, *, encoder: Any = None) -> int:
     p.add_argument("--reranker", default="default", help="mmembed reranker name or directory, or 'none'")
     p.add_argument("-k", type=int, default=4, help="nodes kept after reranking")
     p.add_argument("--fetch-k", type=int, default=10, help="candidates fetched per collection")
-    p.add_argument("--db", type=Path, default=Path("mmembed_llamaindex_rag"), help="index directory")
+    p.add_argument("--out", "--db", dest="db", type=Path, default=None,
+                   help="directory for the index and fetched images (default: the mmembed cache, examples/llamaindex_rag)")
     p.add_argument("--rebuild", action="store_true", help="re-create the Chroma collections")
     p.add_argument("--limit", type=int, default=0, help="index only the first N images (0 = all)")
     args = p.parse_args(argv)
+    if args.db is None:  # never write into the current directory (the repository, when run from it)
+        from mmembed.data.fetch import cache_dir
+
+        args.db = cache_dir() / "examples" / "llamaindex_rag"
 
     from mmembed.errors import MMEmbedError
 

@@ -98,6 +98,7 @@ def test_same_names_and_defaults(loads: dict[str, list[dict[str, Any]]]) -> None
 
 def test_retrievers_take_the_same_names(loads: dict[str, list[dict[str, Any]]], tmp_path: Path) -> None:
     lc = MMEmbedRetriever(path=str(tmp_path / "db"), model=ENC, device="cpu", k=2, instruction="Find it.")
+    assert lc.get_store().count() == 0  # the LangChain retriever also writes: it creates the collection
     li = LIRetriever(path=tmp_path / "db", model=ENC, device="cpu", similarity_top_k=2, instruction="Find it.")
     assert lc.get_store().encoder is li.store.encoder and len(loads[ENC]) == 1
     assert loads[ENC][0]["device"] == "cpu"
@@ -130,6 +131,7 @@ def test_old_names_warn_and_still_work(loads: dict[str, list[dict[str, Any]]], t
     assert li_rr.model_kwargs == {"batch": 1} and loads[RR][-1]["batch"] == 1
     with pytest.warns(DeprecationWarning, match=r"\.model_kwargs"):
         assert li_rr.reranker_kwargs == {"batch": 1}
+    Store(tmp_path / "db", encoder=ColourWordEncoder()).count()  # a retriever only opens an existing collection
     with pytest.warns(DeprecationWarning, match=r"encoder=.*use model="):
         li = LIRetriever(path=tmp_path / "db", encoder=ENC)
     assert isinstance(li.store.encoder, ColourWordEncoder)

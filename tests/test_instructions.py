@@ -23,7 +23,7 @@ def test_resolution_rules() -> None:
     assert resolve_instruction() is None
     assert resolve_instruction(task="text->image") == get_task("text->image").instruction
     assert resolve_instruction(task="text->image", instruction="  custom  ") == "custom"
-    with pytest.raises(InputError, match="unknown task 'text->imag'.*text->image"):
+    with pytest.raises(InputError, match="unknown task 'text->imag'.*Did you mean: text-to-image,"):
         resolve_instruction(task="text->imag")
 
 
@@ -47,3 +47,18 @@ def test_encoder_output_contract() -> None:
         enc.encode_documents(["ok", "  "])
     with pytest.raises(InputError, match="batch_size"):
         enc.encode_documents(["ok"], batch_size=0)
+
+
+def test_every_arrow_task_has_a_shell_safe_alias() -> None:
+    arrows = [t for t in list_tasks() if "->" in t.name]
+    assert len(arrows) == len(list_tasks())  # every registered task has one
+    for t in arrows:
+        assert ">" not in t.alias and t.alias == t.name.replace("->", "-to-")
+        assert get_task(t.alias) is t and get_task(t.name) is t
+        assert resolve_instruction(task=t.alias) == t.instruction
+    assert get_task("image+text-to-image").name == "image+text->image"
+    enc = ToyEncoder()
+    np.testing.assert_array_equal(enc.encode_queries(["a red car"], task="text-to-image"),
+                                  enc.encode_queries(["a red car"], task="text->image"))
+    with pytest.raises(InputError, match="unknown task 'text-to-imag'"):
+        get_task("text-to-imag")

@@ -191,14 +191,14 @@ def test_one_loader_caches_encoders_and_rerankers(store: Store, toy_encoder: Toy
 
 def test_cli_search_with_rerank_and_fetch_k(tmp_path: Path, toy_encoder: ToyEncoder,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    """`mmembed search --rerank default --fetch-k N` goes through the pipeline (toy encoder registered)."""
+    """`mmembed search --reranker default --fetch-k N` goes through the pipeline (toy encoder registered)."""
     from mmembed.cli import app
     from mmembed.encoders import registry
 
     monkeypatch.setitem(registry._NAMED, "toy-test", lambda name, **kw: toy_encoder)
     db = tmp_path / "db"
     Store(db, encoder=toy_encoder).add(FRUITS)
-    res = CliRunner().invoke(app, ["search", "yellow banana", "-k", "2", "--rerank", "default", "--fetch-k", "5",
+    res = CliRunner().invoke(app, ["search", "yellow banana", "-k", "2", "--reranker", "default", "--fetch-k", "5",
                                    "--db", str(db), "--encoder", "toy-test", "--json"])
     assert res.exit_code == 0, res.output
     import json

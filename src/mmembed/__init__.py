@@ -16,6 +16,8 @@ from .errors import (
     MMEmbedError,
     ModelLoadError,
     RemoteImageError,
+    StoreConnectionError,
+    StoreNotFoundError,
 )
 from .images import ImagePolicy
 from .inputs import ImagePart, Interleaved, TextPart, coerce, coerce_many, image
@@ -58,6 +60,8 @@ __all__ = [
     "RemoteImageError",
     "Reranker",
     "Store",
+    "StoreConnectionError",
+    "StoreNotFoundError",
     "Task",
     "TextPart",
     "coerce",

@@ -37,6 +37,7 @@ def _fail(message: str) -> None:
 
 def open_store(db: Path, collection: str, url: str | None, host: str | None, port: int, encoder: str,
                **kwargs: object):  # type: ignore[no-untyped-def]
+    """The store the options name; lookups pass ``create=False`` so a typo is reported, not created."""
     from .store import Store
 
     if url or host:
@@ -79,6 +80,8 @@ def index(
                             encoder=encoder, batch_size=batch_size, strict=strict, recursive=recursive,
                             replace_changed=replace_changed, actors=ray_actors, cpus_per_actor=ray_cpus,
                             gpus_per_actor=ray_gpus)
+    import re
+
     from .errors import MMEmbedError
     from .sources import read_source
     from .store import AddResult
@@ -88,7 +91,9 @@ def index(
 
     def report_skipped() -> None:
         for s in total.skipped:
-            typer.secho(f"  skipped {docs[s.index].origin}: {s.reason}", fg=typer.colors.YELLOW, err=True)
+            # one line per file; the store's "document #i:" is the position in its chunk, not in the folder
+            reason = re.sub(r"^document #\d+(?: \(id [^)]*\))?: ", "", s.reason)
+            typer.secho(f"  skipped {docs[s.index].origin}: {reason}", fg=typer.colors.YELLOW, err=True)
 
     def stopped(message: str, code: int) -> None:
         done = len(total.added) + len(total.unchanged) + len(total.skipped)
@@ -99,6 +104,9 @@ def index(
         typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=code)
 
+    from .store import skip_logger
+
+    skip_logger.disabled = True  # each skip is reported once, by report_skipped(), not also by the store's log
     try:
         docs = read_source(path, recursive=recursive)
         if not docs:
@@ -106,9 +114,9 @@ def index(
         store = open_store(db, collection, url, host, port, encoder)
         store.record_roots([path])
         chunk = batch_size * 4
-        from tqdm.auto import tqdm
+        from .progress import progress
 
-        with tqdm(total=len(docs), desc="indexing", unit="doc", disable=None) as bar:
+        with progress(len(docs), "indexing", "doc") as bar:
             for start in range(0, len(docs), chunk):
                 part = docs[start : start + chunk]
                 res = store.add([d.item for d in part], ids=[d.id for d in part] if any(d.id for d in part) else None,
@@ -126,6 +134,8 @@ def index(
     except KeyboardInterrupt:
         stopped("interrupted", 130)
         return
+    finally:
+        skip_logger.disabled = False
     typer.echo(f"{total.summary()}; collection {collection!r} now holds {count} documents")
     report_skipped()
 
@@ -135,9 +145,14 @@ def search(
     query: Annotated[Optional[str], typer.Argument(help="Query text (optional when --image is given).")] = None,
     image: Annotated[Optional[list[str]], typer.Option("--image", "-i", help="Query image path (repeatable).")] = None,
     k: Annotated[int, typer.Option("-k", "--top-k", min=1, help="Number of results.")] = 10,
-    task: Annotated[Optional[str], typer.Option("--task", "-t", help="Task name from `mmembed tasks`.")] = None,
+    task: Annotated[Optional[str], typer.Option(
+        "--task", "-t", help="Task name from `mmembed tasks`, in its shell-safe form: text-to-image, "
+        "image-to-text, image+text-to-image, ... (text->image works only quoted).")] = None,
     instruction: Annotated[Optional[str], typer.Option("--instruction", help="Free-text task instruction.")] = None,
-    rerank: Annotated[Optional[str], typer.Option("--rerank", help="Rerank with 'default' or a reranker path.")] = None,
+    reranker: Annotated[Optional[str], typer.Option(
+        "--reranker", "-r", help="Rerank with 'default' or a reranker path (as `mmembed eval --reranker`).")] = None,
+    rerank: Annotated[Optional[str], typer.Option("--rerank", hidden=True,
+                                                  help="Deprecated spelling of --reranker.")] = None,
     fetch_k: Annotated[Optional[int], typer.Option("--fetch-k", min=1, help="Candidates fetched before reranking.")] = None,
     db: DbOpt = Path("mmembed_db"),
     collection: CollectionOpt = "mmembed",
@@ -155,13 +170,20 @@ def search(
         parts.append(query)
     if not parts:
         _fail("give a query text, --image, or both")
+    if rerank is not None:
+        typer.secho("note: --rerank is deprecated; use --reranker (the name `mmembed eval` uses)",
+                    fg=typer.colors.YELLOW, err=True)
+        if reranker is not None and reranker != rerank:
+            _fail(f"--reranker {reranker!r} and --rerank {rerank!r} disagree; give --reranker only")
+        reranker = rerank
     try:
-        store = open_store(db, collection, url, host, port, encoder)
+        store = open_store(db, collection, url, host, port, encoder, create=False)
         if not store.count():
             _fail(f"collection {collection!r} is empty: run `mmembed index PATH` first")
         from .pipeline import retrieve
 
-        hits = retrieve(store, parts, k=k, fetch_k=fetch_k, task=task, instruction=instruction, reranker=rerank)
+        hits = retrieve(store, parts, k=k, fetch_k=fetch_k, task=task, instruction=instruction,
+                        reranker=reranker)
     except MMEmbedError as exc:
         _fail(str(exc))
         return
@@ -181,13 +203,15 @@ def search(
 def tasks(
     generic: Annotated[bool, typer.Option("--generic", help="Only the generic tasks (hide M-BEIR ones).")] = False,
 ) -> None:
-    """List the task names usable with --task and their instructions."""
+    """List the task names usable with --task (shell-safe: text-to-image, ...) and their instructions."""
     from .instructions import list_tasks
 
     for t in list_tasks():
         if generic and t.dataset:
             continue
-        typer.echo(f"{t.name:<42} {t.instruction}")
+        typer.echo(f"{t.alias:<46} {t.instruction}")
+    typer.echo("\nEach name also works as written with '->' (text->image), but only quoted in a shell: an "
+               "unquoted '>' redirects output to a file.")
 
 
 @app.command()
@@ -203,7 +227,7 @@ def info(
     from .errors import MMEmbedError
 
     try:
-        store = open_store(db, collection, url, host, port, encoder)
+        store = open_store(db, collection, url, host, port, encoder, create=False)
         typer.echo(json.dumps({"encoder": store.encoder.info(), "collection": collection, "count": store.count()}))
     except MMEmbedError as exc:
         _fail(str(exc))

@@ -3,6 +3,10 @@
 MM-Embed (and UniIR before it) steer one universal retriever with a natural-language instruction prefixed
 to the *query* ("Find me an everyday image that matches the given caption."). Documents never get one.
 The generic tasks are ours; the dataset-specific ones follow M-BEIR's first prompt per task.
+
+Every name with ``->`` also has a shell-safe alias with ``-to-`` (``text-to-image``, ``image+text-to-image``):
+an unquoted ``>`` in a shell redirects output to a file, so ``--task text->image`` would run task ``text-``.
+Both spellings are accepted wherever a task name is; :attr:`Task.name` stays the canonical ``->`` form.
 """
 
 from __future__ import annotations
@@ -27,16 +31,32 @@ class Task:
         """The canonical (first) phrasing."""
         return self.instructions[0]
 
+    @property
+    def alias(self) -> str:
+        """The shell-safe spelling of :attr:`name` (``->`` written ``-to-``), usable unquoted in a shell."""
+        return shell_safe(self.name)
+
 
 _TASKS: dict[str, Task] = {}
+_ALIASES: dict[str, str] = {}  # shell-safe alias -> canonical name
+
+
+def shell_safe(name: str) -> str:
+    """``text->image`` -> ``text-to-image``: the task name without the ``>`` a shell takes as a redirect."""
+    return name.replace("->", "-to-")
 
 
 def register_task(task: Task) -> Task:
-    if task.name in _TASKS:
+    if task.name in _TASKS or task.name in _ALIASES:
         raise ValueError(f"task {task.name!r} is already registered")
     if not task.instructions:
         raise ValueError(f"task {task.name!r} needs at least one instruction")
+    alias = shell_safe(task.name)
+    if alias != task.name and (alias in _TASKS or alias in _ALIASES):
+        raise ValueError(f"task {task.name!r}: its shell-safe alias {alias!r} is already registered")
     _TASKS[task.name] = task
+    if alias != task.name:
+        _ALIASES[alias] = task.name
     return task
 
 
@@ -180,12 +200,25 @@ _t("mbeir:infoseek:image+text->image+text", "image+text", "image+text",
 
 
 def get_task(name: str) -> Task:
-    try:
-        return _TASKS[name]
-    except KeyError:
-        close = [n for n in _TASKS if name.lower() in n.lower()][:5]
-        hint = f" Did you mean: {', '.join(close)}?" if close else " Run `mmembed tasks` to list them."
-        raise InputError(f"unknown task {name!r}.{hint}") from None
+    """The task registered as ``name`` or under its shell-safe alias (``text->image`` or ``text-to-image``)."""
+    if not isinstance(name, str):
+        raise InputError(f"task must be a task name (a str, see `mmembed tasks`), got {type(name).__name__}")
+    task = _TASKS.get(name) or _TASKS.get(_ALIASES.get(name, ""))
+    if task is not None:
+        return task
+    raise InputError(f"unknown task {name!r}.{_hint(name)}") from None
+
+
+def _hint(name: str) -> str:
+    """Close names, in their shell-safe form; a name cut at ``-`` is what a shell leaves of ``a->b``."""
+    key = name.lower()
+    close = [t.alias for t in _TASKS.values() if key and (key in t.name.lower() or key in t.alias.lower())]
+    close = sorted(close, key=lambda a: (a.startswith("mbeir:"), len(a)))[:5]
+    text = f" Did you mean: {', '.join(close)}?" if close else ""
+    if name.endswith("-") or name.endswith("-to"):
+        text += (" In a shell an unquoted '>' redirects output to a file (check for a stray file named after the "
+                 "target), so write the task as text-to-image, image+text-to-image, ... or quote it.")
+    return text + " Run `mmembed tasks` to list them."
 
 
 def list_tasks() -> list[Task]:

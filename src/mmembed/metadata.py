@@ -3,7 +3,8 @@
 Chroma accepts flat dicts of str/int/float/bool values (and non-empty homogeneous lists of those); it rejects
 nested dicts, empty dicts, other types, keys starting with ``$`` or ``#``, integers beyond 64 bits and text that
 is not valid Unicode. Rather than letting a whole batch fail deep inside Chroma, we flatten nested dicts with
-dotted keys, turn other values (and out-of-range integers) into strings, escape lone surrogates (what
+dotted keys, write values with a well-defined text form (paths, dates, UUIDs, decimals, enums, out-of-range
+integers) as strings, refuse any other object (its ``repr`` would be stored as if it were data), escape lone surrogates (what
 ``os.fsdecode`` makes of non-UTF-8 file names), drop ``None`` and empty containers, and return ``None`` for an
 empty result. Keys that cannot be stored are refused with an error naming them: ``mmembed:`` is reserved for
 the library, ``$``/``#`` and ``chroma:document`` for Chroma.
@@ -11,8 +12,13 @@ the library, ``$``/``#`` and ``chroma:document`` for Chroma.
 
 from __future__ import annotations
 
+import datetime
+import decimal
+import enum
 import json
 import math
+import os
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +29,14 @@ CHROMA_RESERVED_STARTS = ("$", "#")
 CHROMA_RESERVED_KEYS = frozenset({"chroma:document"})
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 Scalar = str | int | float | bool
+#: values stored as their ``str()``: their text form is the value, not a memory address
+TEXT_FORM_TYPES = (datetime.date, datetime.time, datetime.timedelta, uuid.UUID, decimal.Decimal)
+
+
+class _Unstorable(Exception):
+    def __init__(self, value: Any) -> None:
+        super().__init__(value)
+        self.value = value
 
 
 def valid_text(text: str) -> str:
@@ -47,12 +61,29 @@ def _scalar(value: Any) -> Scalar | None:
         return value
     if value is None:
         return None
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+    if isinstance(value, enum.Enum):
+        return _scalar(value.value)
+    if isinstance(value, os.PathLike):
+        return valid_text(os.fspath(value) if isinstance(os.fspath(value), str) else os.fsdecode(value))
+    if isinstance(value, TEXT_FORM_TYPES):
+        return valid_text(str(value))
+    if callable(getattr(value, "item", None)) and type(value).__module__.split(".")[0] in ("numpy", "torch"):
+        # numpy scalars and one-element arrays/tensors
         try:
-            return _scalar(value.item())
+            item = value.item()
         except Exception:  # noqa: BLE001
-            pass
-    return valid_text(str(value))
+            raise _Unstorable(value) from None
+        return _scalar(item)
+    raise _Unstorable(value)
+
+
+def _nested_json(value: Any) -> str:
+    """A dict or list inside a metadata list, as JSON text (Chroma lists hold scalars only)."""
+    def default(obj: Any) -> Any:
+        scalar = _scalar(obj)  # raises _Unstorable for objects without a text form
+        return scalar
+
+    return json.dumps(value, sort_keys=True, default=default)
 
 
 def sanitize_metadata(metadata: Mapping[str, Any] | None, *, where: str = "metadata") -> dict[str, Any] | None:
@@ -82,9 +113,20 @@ def sanitize_metadata(metadata: Mapping[str, Any] | None, *, where: str = "metad
         if prefix in seen:
             raise InputError(f"{where} key {prefix!r} appears twice once nested dicts are flattened")
         seen.add(prefix)
+        try:
+            store_leaf(prefix, value)
+        except _Unstorable as exc:
+            raise InputError(
+                f"{where} key {prefix!r}: cannot store {describe(exc.value)} ({type(exc.value).__name__}); "
+                "metadata values must be str, int, float, bool, None, a list of those, or a nested dict "
+                "(paths, dates, UUIDs, decimals and enums are stored as text): convert it first"
+            ) from None
+
+    def store_leaf(prefix: str, value: Any) -> None:
         if isinstance(value, (list, tuple, set, frozenset)):
             values = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value  # stable order
-            items = [_scalar(v) for v in values if v is not None]
+            items = [_nested_json(v) if isinstance(v, (Mapping, list, tuple)) else _scalar(v)
+                     for v in values if v is not None]
             if not items:
                 return
             kinds = {type(v) for v in items}

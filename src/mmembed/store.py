@@ -12,23 +12,31 @@ from __future__ import annotations
 import json
 import logging
 import os
-import urllib.parse
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from .encoders.base import Encoder
+from .chroma_client import (
+    DEFAULT_PATH,
+    DEFAULT_SERVER_TIMEOUT,
+    collection_names,
+    connect,
+    is_filter_error,
+    server_address,
+    server_errors,
+    server_url,
+)
+from .encoders.base import Encoder, check_batch_size
 from .errors import (
     EncoderMismatchError,
     ImageLoadError,
     InputError,
     MMEmbedError,
-    StoreConnectionError,
+    StoreNotFoundError,
     describe,
 )
 from .images import ImagePolicy
@@ -36,8 +44,9 @@ from .inputs import Interleaved, coerce
 from .metadata import RESERVED_PREFIX, sanitize_metadata, user_metadata
 
 logger = logging.getLogger(__name__)
+#: one warning per skipped input; callers that report ``AddResult.skipped`` themselves (the CLI) silence it
+skip_logger = logging.getLogger(f"{__name__}.skips")
 
-DEFAULT_PATH = "mmembed_db"
 DEFAULT_COLLECTION = "mmembed"
 OnError = Literal["raise", "skip"]
 
@@ -106,46 +115,12 @@ class AddResult:
         return self
 
 
-def _is_transport_error(exc: BaseException) -> bool:
-    """A network failure talking to a Chroma server (refused, reset, timed out), not a refusal by Chroma."""
-    try:
-        import httpx
-    except ImportError:  # pragma: no cover - chromadb depends on httpx
-        return False
-    return isinstance(exc, httpx.TransportError)
-
-
-@contextmanager
-def _server_errors(server: str | None) -> Iterator[None]:
-    """Name the server when it cannot be reached, instead of surfacing an httpx traceback."""
-    try:
-        yield
-    except MMEmbedError:
-        raise
-    except Exception as exc:
-        if server is not None and _is_transport_error(exc):
-            raise StoreConnectionError(
-                f"cannot reach the Chroma server at {server} ({type(exc).__name__}: {exc}); "
-                "is `chroma run` running there? Records written before the failure are kept."
-            ) from exc
-        raise
-
-
-def _server_address(host: str | None, port: int | None, url: str | None) -> tuple[str, int, bool] | None:
-    """``(host, port, https)`` of the Chroma server asked for, or ``None`` for the embedded database."""
-    if url is not None:
-        parsed = urllib.parse.urlsplit(url)
-        try:
-            url_port = parsed.port
-        except ValueError as exc:
-            raise InputError(f"Chroma server URL {url!r} has an invalid port") from exc
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise InputError(f"Chroma server URL must be http(s)://host:port, got {url!r}")
-        https = parsed.scheme == "https"
-        return parsed.hostname, url_port or (443 if https else 8000), https
-    if host is not None:
-        return host, port or 8000, False
-    return None
+def _check_where(where: Any) -> dict[str, Any] | None:
+    if where is None:
+        return None
+    if not isinstance(where, Mapping):
+        raise InputError(f"where must be a dict (a Chroma metadata filter), got {describe(where)}")
+    return dict(where) or None
 
 
 def _is_utf8(text: str) -> bool:
@@ -154,68 +129,6 @@ def _is_utf8(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-
-
-def _server_url(address: tuple[str, int, bool]) -> str:
-    return f"{'https' if address[2] else 'http'}://{address[0]}:{address[1]}"
-
-
-#: Seconds a Chroma server may take to answer one request before the store gives up (chromadb's own HTTP
-#: client waits forever, so a hung server would block every caller).
-DEFAULT_SERVER_TIMEOUT = 120.0
-
-
-def _probe(address: tuple[str, int, bool], headers: Mapping[str, str] | None, timeout: float) -> None:
-    """Fail fast on a server that accepts connections but does not answer. Refused connections are left to
-    chromadb's client, whose error is reported below."""
-    import httpx
-
-    url = _server_url(address)
-    try:
-        httpx.get(f"{url}/api/v2/heartbeat", headers=dict(headers or {}), timeout=timeout)
-    except httpx.TimeoutException as exc:
-        raise StoreConnectionError(
-            f"the Chroma server at {url} did not answer within {timeout:g} s ({type(exc).__name__}); "
-            "is it overloaded or stuck? (Store(timeout=...) sets the limit)") from exc
-    except httpx.TransportError:
-        pass
-
-
-def _set_timeout(client: Any, timeout: float) -> None:
-    """Give chromadb's HTTP session a per-request timeout (it has none of its own). The session is a private
-    attribute; tests/reliability/test_server_mode.py fails if a chromadb release moves it."""
-    import httpx
-
-    session = getattr(getattr(client, "_server", None), "_session", None)
-    if isinstance(session, httpx.Client):
-        session.timeout = httpx.Timeout(timeout)
-
-
-def _client(path: str | os.PathLike[str] | None, address: tuple[str, int, bool] | None,
-            headers: Mapping[str, str] | None = None,
-            timeout: float = DEFAULT_SERVER_TIMEOUT):  # type: ignore[no-untyped-def]
-    import chromadb
-    from chromadb.config import Settings
-
-    settings = Settings(anonymized_telemetry=False)
-    if address is not None:
-        host, port, ssl = address
-        _probe(address, headers, timeout)
-        try:
-            client = chromadb.HttpClient(host=host, port=port, ssl=ssl, headers=dict(headers or {}),
-                                         settings=settings)
-            _set_timeout(client, timeout)
-            return client
-        except Exception as exc:  # chromadb re-raises a refused connection as ValueError("Could not connect...")
-            if not (_is_transport_error(exc) or _is_transport_error(exc.__context__ or exc)):
-                raise
-            raise StoreConnectionError(
-                f"cannot reach the Chroma server at {_server_url(address)}: {exc} "
-                f"(start one with `chroma run --path DIR --host {host} --port {port}`)"
-            ) from exc
-    target = Path(path if path is not None else os.environ.get("MMEMBED_DB", DEFAULT_PATH)).expanduser()
-    target.mkdir(parents=True, exist_ok=True)
-    return chromadb.PersistentClient(path=str(target), settings=settings)
 
 
 def prepare_record(value: Any, index: int, given_id: Any, meta: Any,
@@ -257,8 +170,12 @@ class Store:
         host, port, url: use a Chroma server (``chroma run --path DIR --port 8000``) instead of a directory.
         timeout: seconds a Chroma server may take to answer one request (server mode only) before
             :class:`StoreConnectionError`; chromadb's own client would wait forever on a hung server.
-        client: an existing chromadb client (wins over path/host).
+        client: an existing chromadb client (instead of path/host/url).
         image_policy: how document/query images are loaded (remote fetching is off by default).
+        create: ``True`` (default) creates the database and the collection when missing, as indexing needs.
+            ``False`` is for lookups (search, info, retrievers): a missing database directory or collection
+            raises :class:`StoreNotFoundError` (listing the collections that do exist) instead of creating an
+            empty one, so a typo in a path or collection name is reported rather than searched.
     """
 
     def __init__(
@@ -273,17 +190,36 @@ class Store:
         client: Any = None,
         image_policy: ImagePolicy | None = None,
         timeout: float = DEFAULT_SERVER_TIMEOUT,
+        create: bool = True,
     ) -> None:
         if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not timeout > 0:
             raise InputError(f"timeout must be a positive number of seconds, got {describe(timeout)}")
-        address = _server_address(host, port, url) if client is None else None
-        self._server = _server_url(address) if address else None
-        self._client = client if client is not None else _client(path, address, timeout=float(timeout))
+        if not isinstance(create, bool):
+            raise InputError(f"create must be True or False, got {describe(create)}")
+        if not isinstance(encoder, (Encoder, str, os.PathLike)):
+            raise InputError(f"encoder must be an mmembed Encoder, a name or a model directory, got "
+                             f"{describe(encoder)}")
+        if not isinstance(collection, str) or not collection:
+            raise InputError(f"collection must be a non-empty collection name, got {describe(collection)}")
+        given = [name for name, value in (("path", path), ("url", url), ("host", host), ("client", client))
+                 if value is not None]
+        if len(given) > 1:
+            raise InputError(f"give one location for the store, not {' and '.join(given)}: path is a local "
+                             "database directory, url/host a Chroma server, client an existing chromadb client")
+        if port is not None and host is None and url is None:
+            raise InputError("port is given without host (use host=..., port=... or url='http://host:port')")
+        address = server_address(host, port, url) if client is None else None
+        self._server = server_url(address) if address else None
+        self._client = client if client is not None else connect(path, address, timeout=float(timeout),
+                                                                 create=create)
         self._encoder_spec = encoder
         self._encoder: Encoder | None = encoder if isinstance(encoder, Encoder) else None
         self.collection_name = collection
         self._image_policy = image_policy
         self._collection: Any = None
+        self.create = create
+        if not create:
+            self._collection_exists()  # fail now, at the lookup, not at the first query
 
     # ---- encoder and collection ----------------------------------------------------------------------
     @property
@@ -304,15 +240,34 @@ class Store:
             self._collection = self._open_collection()
         return self._collection
 
+    def collection_names(self) -> list[str]:
+        """The collections of this database (or server), sorted."""
+        with self._guard():
+            return collection_names(self._client)
+
+    def _collection_exists(self) -> None:
+        """Raise :class:`StoreNotFoundError`, naming the collections that exist, when ours does not."""
+        names = self.collection_names()
+        if self.collection_name in names:
+            return
+        where = self._server or "this database"
+        listing = (f"existing collections: {', '.join(names)}" if names
+                   else "it holds no collections yet (create one with `mmembed index PATH`)")
+        raise StoreNotFoundError(f"collection {self.collection_name!r} does not exist in {where}; {listing}")
+
     def _open_collection(self) -> Any:
         info = self.encoder.info()
         try:
             with self._guard():
-                col = self._client.get_or_create_collection(
-                    self.collection_name,
-                    metadata={"hnsw:space": "cosine", _K_ENCODER: info["encoder"], _K_DIM: info["dim"]},
-                    embedding_function=None,
-                )
+                if self.create:
+                    col = self._client.get_or_create_collection(
+                        self.collection_name,
+                        metadata={"hnsw:space": "cosine", _K_ENCODER: info["encoder"], _K_DIM: info["dim"]},
+                        embedding_function=None,
+                    )
+                else:
+                    self._collection_exists()
+                    col = self._client.get_collection(self.collection_name, embedding_function=None)
         except MMEmbedError:
             raise
         except Exception as exc:  # chroma raises ValueError/InvalidArgumentError for bad names
@@ -333,7 +288,7 @@ class Store:
         return col
 
     def _guard(self):  # type: ignore[no-untyped-def]
-        return _server_errors(self._server)
+        return server_errors(self._server)
 
     # ---- file roots ----------------------------------------------------------------------------------
     @property
@@ -394,6 +349,7 @@ class Store:
         """
         if on_error not in ("raise", "skip"):
             raise InputError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        check_batch_size(batch_size)
         if replace_by is not None and (not isinstance(replace_by, str) or not replace_by
                                        or replace_by.startswith(RESERVED_PREFIX)):
             raise InputError(f"replace_by must name a metadata key, got {describe(replace_by)}")
@@ -408,11 +364,9 @@ class Store:
                 raise InputError(f"got {len(metadatas)} metadatas for {len(items)} items")
         result = AddResult()
         chunk = max(batch_size, 1) * 4
-        from tqdm.auto import tqdm
-        import sys
+        from .progress import progress
 
-        show = show_progress if show_progress is not None else (len(items) > chunk and sys.stderr.isatty())
-        with tqdm(total=len(items), desc="indexing", unit="doc", disable=not show) as bar:
+        with progress(len(items), "indexing", "doc", show=show_progress, min_total=chunk) as bar:
             for start in range(0, len(items), chunk):
                 stop = min(start + chunk, len(items))
                 result.merge(self._add_chunk(
@@ -465,7 +419,7 @@ class Store:
             except InputError as exc:
                 if on_error == "raise":
                     raise
-                logger.warning("skipping %s", exc)
+                skip_logger.warning("skipping %s", exc)
                 result.skipped.append(Skipped(index, given if isinstance(given, str) else None, str(exc)))
                 continue
             if rid in prepared:
@@ -572,10 +526,19 @@ class Store:
                                    uris=list(uris) if uris else None, metadatas=metas if any(metas) else None)
 
     def delete(self, ids: Sequence[str] | None = None, *, where: Mapping[str, Any] | None = None) -> None:
+        where = _check_where(where)
         if ids is None and where is None:
             raise InputError("delete needs ids or a where filter (refusing to delete everything implicitly)")
-        with self._guard():
-            self.collection.delete(ids=list(ids) if ids is not None else None, where=where)
+        collection = self.collection
+        try:
+            with self._guard():
+                collection.delete(ids=list(ids) if ids is not None else None, where=where)
+        except MMEmbedError:
+            raise
+        except Exception as exc:
+            if where is None or not is_filter_error(exc):
+                raise
+            raise InputError(f"where filter {describe(where, 200)} is not valid: {exc}") from exc
 
     # ---- reading -------------------------------------------------------------------------------------
     def count(self) -> int:
@@ -618,12 +581,22 @@ class Store:
             raise InputError("query vector contains NaN or infinite values")
         if vec.shape[0] != self.encoder.dim:
             raise InputError(f"query vector has dimension {vec.shape[0]}, expected {self.encoder.dim}")
+        where = _check_where(where)
         # no count() round trip first: chromadb >= 1.0 returns at most what the collection holds (none if empty)
-        with self._guard():
-            res = self.collection.query(
-                query_embeddings=[vec], n_results=k, where=dict(where) if where else None,
-                include=["documents", "uris", "metadatas", "distances"],
-            )
+        collection = self.collection
+        try:
+            with self._guard():
+                res = collection.query(
+                    query_embeddings=[vec], n_results=k, where=where,
+                    include=["documents", "uris", "metadatas", "distances"],
+                )
+        except MMEmbedError:
+            raise
+        except Exception as exc:
+            if where is None or not is_filter_error(exc):
+                raise
+            raise InputError(f"where filter {describe(where, 200)} is not valid: {exc}. Chroma filters look "
+                             "like {'key': 'value'}, {'key': {'$gt': 3}} or {'$and': [{...}, {...}]}") from exc
         return [
             self._hit(rid, 1.0 - float(dist), doc, uri, meta)
             for rid, dist, doc, uri, meta in zip(
@@ -642,4 +615,4 @@ class Store:
         return f"Store(collection={self.collection_name!r}, encoder={self._encoder_spec!r})"
 
 
-__all__ = ["AddResult", "Hit", "RESERVED_PREFIX", "Skipped", "Store"]
+__all__ = ["AddResult", "DEFAULT_PATH", "Hit", "RESERVED_PREFIX", "Skipped", "Store"]

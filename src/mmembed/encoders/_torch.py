@@ -6,11 +6,50 @@ from typing import Any
 
 import torch
 
+from ..errors import InputError, describe
+
+
+def check_device(device: Any) -> torch.device | None:
+    """``device`` as a ``torch.device`` (``None`` stays ``None``), or an InputError naming it: a wrong type,
+    a name torch does not know, or an accelerator this machine does not have."""
+    if device is None:
+        return None
+    if isinstance(device, bool) or not isinstance(device, (str, torch.device)):
+        raise InputError(f"device must be a str such as 'cpu', 'cuda', 'cuda:1' or 'mps' (or None to pick one), "
+                         f"got {describe(device)}")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise InputError(f"device {device!r} is not a device torch knows ({exc}); use 'cpu', 'cuda', 'cuda:N' "
+                         "or 'mps', or None to pick one") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"device {device!r}: CUDA is not available on this machine (torch "
+                             f"{torch.__version__}); use device='cpu' or None")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise InputError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise InputError(f"device {device!r}: Apple MPS is not available on this machine; use 'cpu' or None")
+    return dev
+
+
+def check_dtype(dtype: Any) -> None:
+    """An InputError naming ``dtype`` unless it is ``None``, a ``torch.dtype`` or a known name."""
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return
+    if not isinstance(dtype, str):
+        raise InputError(f"dtype must be a str such as 'float32', 'float16' or 'bfloat16' (or None), "
+                         f"got {describe(dtype)}")
+    if dtype.lower() not in _DTYPES:
+        raise InputError(f"dtype {dtype!r} is not supported; use one of {sorted(_DTYPES)} or None")
+
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """``None`` picks CUDA when present, then Apple MPS, else CPU."""
     if device is not None:
-        return torch.device(device)
+        return check_device(device)  # type: ignore[return-value]
     if torch.cuda.is_available():
         return torch.device("cuda")
     mps = getattr(torch.backends, "mps", None)
@@ -28,13 +67,11 @@ _DTYPES = {
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
     """``None`` means half precision on accelerators (bf16 where supported) and fp32 on CPU."""
+    check_dtype(dtype)
     if isinstance(dtype, torch.dtype):
         return dtype
     if isinstance(dtype, str):
-        try:
-            return _DTYPES[dtype.lower()]
-        except KeyError:
-            raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(_DTYPES)}") from None
+        return _DTYPES[dtype.lower()]
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if device.type == "mps":

@@ -4,29 +4,46 @@ Backends implement one method, :meth:`Encoder._encode_batch`, on already-coerced
 decoded. Everything users touch -- coercion, task instructions, batching, progress bars, decoding errors
 that name the input, L2 normalisation, float32 numpy output -- lives here once, so every backend behaves the
 same (the sentence-transformers ``encode`` experience).
+
+Long text, one rule for every backend: a model reads at most :attr:`Encoder.max_text_tokens` tokens of an
+item's text (its window, counted by its own tokenizer, special tokens included). Text beyond it is
+**truncated at encode time** -- the vector stands for the first ``max_text_tokens`` tokens; nothing is split
+into several vectors, and a store keeps the whole text as the record's document. Each batch that cut
+something logs one warning on the ``mmembed.encoders`` logger naming how many texts were cut and the window.
+To index every part of a long text, split it into several documents before adding them.
 """
 
 from __future__ import annotations
 
-import sys
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import logging
+
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, describe
 from ..images import DEFAULT_POLICY, ImagePolicy
 from ..inputs import Interleaved, coerce_many, load_all
 from ..instructions import resolve_instruction
 
 
-def _progress(total: int, show: bool | None, desc: str, batch_size: int):  # type: ignore[no-untyped-def]
-    from tqdm.auto import tqdm
+truncation_logger = logging.getLogger("mmembed.encoders")
 
-    if show is None:
-        show = total > batch_size and sys.stderr.isatty()
-    return tqdm(total=total, desc=desc, unit="item", disable=not show, leave=False)
+
+def _progress(total: int, show: bool | None, desc: str, batch_size: int):  # type: ignore[no-untyped-def]
+    from ..progress import progress
+
+    # a bar on a terminal for more than one batch; periodic lines when stderr is a log or a pipe
+    return progress(total, desc, "item", show=show, min_total=batch_size, leave=False)
+
+
+def check_batch_size(batch_size: Any, name: str = "batch_size") -> int:
+    """``batch_size`` if it is a positive int, else an InputError naming it (``"2"`` is not a batch size)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InputError(f"{name} must be a positive integer, got {describe(batch_size)}")
+    return batch_size
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
@@ -47,6 +64,9 @@ class Encoder(ABC):
     name: str = "encoder"
     dim: int = 0
     image_policy: ImagePolicy = DEFAULT_POLICY
+    #: tokens of text the model reads per item (its window); longer text is truncated (see the module doc).
+    #: ``None``: the backend states no limit.
+    max_text_tokens: int | None = None
 
     # ---- public API --------------------------------------------------------------------------------
     def encode_queries(
@@ -93,6 +113,15 @@ class Encoder(ABC):
         order. ``None`` (the default) keeps the input order."""
         return None
 
+    def _report_truncated(self, cut: int, total: int, window: int | None = None) -> None:
+        """Backends call this once per batch with how many of its ``total`` texts they truncated."""
+        if cut:
+            truncation_logger.warning(
+                "%d of %d texts in this batch are longer than the %s-token window of encoder %s and were "
+                "truncated: their vectors cover the first %s tokens (stored documents keep the whole text; "
+                "split long texts into several documents to index all of them)",
+                cut, total, window or self.max_text_tokens, self.name, window or self.max_text_tokens)
+
     # ---- shared machinery ---------------------------------------------------------------------------
     def _encode(
         self,
@@ -104,8 +133,9 @@ class Encoder(ABC):
         show_progress: bool | None,
         what: str,
     ) -> np.ndarray:
-        if batch_size < 1:
-            raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        check_batch_size(batch_size)
+        if show_progress is not None and not isinstance(show_progress, bool):
+            raise InputError(f"show_progress must be True, False or None, got {describe(show_progress)}")
         items = coerce_many(inputs, what=what)
         out = np.zeros((len(items), self.dim), dtype=np.float32)
         if not items:
@@ -114,7 +144,7 @@ class Encoder(ABC):
         order = list(range(len(items)))
         if all(k is not None for k in keys):
             order.sort(key=lambda i: -keys[i])  # type: ignore[operator]
-        with _progress(len(items), show_progress, f"encoding {what}s", batch_size) as bar:
+        with _progress(len(items), show_progress, "encoding queries" if what == "query" else f"encoding {what}s", batch_size) as bar:
             for start in range(0, len(items), batch_size):
                 idx = order[start : start + batch_size]
                 batch = [items[i] for i in idx]

@@ -14,7 +14,8 @@ An image-only query with an instruction uses the instruction alone as its text p
 steers image queries too (UniIR's instruction-following CLIP_SF does the same: the query text *is* the
 instruction). Documents never get an instruction.
 
-Text is truncated to the model's own maximum length. Very long texts are cut to a character budget before
+Text is truncated to the model's own maximum length (``max_text_tokens``, mmembed's one rule for long text,
+reported per batch: see :mod:`mmembed.encoders.base`). Very long texts are cut to a character budget before
 tokenising (tokenising a megabyte only to keep 77 tokens is slow), with a check that the cut still yields
 more tokens than the model keeps, so the result is the same as tokenising the whole text.
 
@@ -118,6 +119,11 @@ class ClipFamilyEncoder(Encoder):
         self.image_policy = image_policy
         self.max_text_tokens = int(max_text_tokens)
 
+    def _tokens_with_specials(self, text: str) -> int:
+        """Tokens the model would read for ``text`` with its start/end markers (may stop counting just past
+        the window); used to report truncation."""
+        return 0
+
     @abstractmethod
     def embed_texts(self, texts: list[str]) -> torch.Tensor:
         """Raw (unnormalised) text embeddings ``(len(texts), dim)``, truncated to the model's length."""
@@ -142,6 +148,7 @@ class ClipFamilyEncoder(Encoder):
                 i_idx.append(len(images))
                 images.append(part.image)
             plan.append((t_idx, i_idx))
+        self._report_truncated(sum(self._tokens_with_specials(t) > self.max_text_tokens for t in texts), len(texts))
         with torch.inference_mode():
             t_emb = F.normalize(self.embed_texts(texts).float(), dim=-1) if texts else None
             i_emb = F.normalize(self.embed_images(images).float(), dim=-1) if images else None
@@ -210,6 +217,10 @@ class HFClipEncoder(ClipFamilyEncoder):
         ids = self.tokenizer(text, add_special_tokens=False, truncation=True,
                              max_length=self.max_text_tokens + 1)["input_ids"]
         return len(ids)
+
+    def _tokens_with_specials(self, text: str) -> int:
+        return len(self.tokenizer(bounded_text(text, self.max_text_tokens, self._count_tokens), truncation=True,
+                                  max_length=self.max_text_tokens + 1)["input_ids"])
 
     def embed_texts(self, texts: list[str]) -> torch.Tensor:
         texts = [bounded_text(t, self.max_text_tokens, self._count_tokens) for t in texts]
@@ -446,6 +457,9 @@ class OpenClipEncoder(ClipFamilyEncoder):
         if hf is not None:  # open_clip's HFTokenizer wraps a transformers tokenizer
             return len(hf(text, truncation=True, max_length=self.max_text_tokens + 1)["input_ids"])
         return 0  # unknown tokenizer: tokenise the whole text
+
+    def _tokens_with_specials(self, text: str) -> int:
+        return self._count_tokens(bounded_text(text, self.max_text_tokens, self._count_tokens))
 
     def embed_texts(self, texts: list[str]) -> torch.Tensor:
         texts = [bounded_text(t, self.max_text_tokens, self._count_tokens) for t in texts]

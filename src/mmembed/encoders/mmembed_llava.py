@@ -714,6 +714,7 @@ class MMEmbedEncoder(Encoder):
         self.device = device
         self.dtype = dtype
         self.max_length = max_length
+        self.max_text_tokens = max_length  # text and one token per image share the window (see above)
         if image_policy is not None:
             self.image_policy = image_policy
 
@@ -744,10 +745,13 @@ class MMEmbedEncoder(Encoder):
         rows: list[tuple[list[int], list[bool]]] = []
         instr_lens: list[int] = []
         pictures: list[Image.Image] = []
+        cut = 0
         for i, item in enumerate(items):
             prefix, segments = tok.prompt(item, instruction, is_query)
             n_images = len(item.images)
-            ids = self._truncate(tok.encode(segments, n_images), budget, f"item {i} ({item!r})")
+            full = tok.encode(segments, n_images)
+            ids = self._truncate(full, budget, f"item {i} ({item!r})")
+            cut += len(ids) < len(full)
             ids = [tok.bos_id] * tok.add_bos + ids + [tok.eos_id] * tok.add_eos
             n_instr = tok.instruction_length(prefix)
             if n_instr >= len(ids):
@@ -778,6 +782,7 @@ class MMEmbedEncoder(Encoder):
         for r, k in enumerate(instr_lens):
             pool[r, :k] = False
         pixels = self.images(pictures) if pictures else None
+        self._report_truncated(cut, len(items), self.max_length)
         return PreparedBatch(input_ids, attention, pool, image_mask, pixels, instr_lens, [len(r[0]) for r in rows])
 
     def _encode_batch(self, items: Sequence[Interleaved], *, instruction: str | None, is_query: bool) -> torch.Tensor:

@@ -92,6 +92,7 @@ class Qwen3VLImageTextProcessor:
         if not self.chat_template:
             raise ModelLoadError("the checkpoint has no chat template (chat_template.jinja / chat_template.json)")
         self.min_pixels, self.max_pixels, self.max_length = int(min_pixels), int(max_pixels), int(max_length)
+        self.cut_count = 0  # items truncated to max_length so far (the encoder reports them per batch)
         self.image_token = "<|image_pad|>"
         vocab = tokenizer.get_vocab()
         for tok in ("<|image_pad|>", "<|vision_start|>", "<|vision_end|>", "<|im_start|>", "<|im_end|>"):
@@ -150,7 +151,9 @@ class Qwen3VLImageTextProcessor:
                     raise InputError("more image placeholders than images in a Qwen3-VL batch")
                 expanded += self.image_token * counts[k] + piece
                 k += 1
-            rows.append(self._truncate(self.tokenizer.encode(expanded, add_special_tokens=False)))
+            full = self.tokenizer.encode(expanded, add_special_tokens=False)
+            rows.append(self._truncate(full))
+            self.cut_count += len(rows[-1]) < len(full)
         if k != len(counts):
             raise InputError("fewer image placeholders than images in a Qwen3-VL batch")
         width = max(len(r) for r in rows)
@@ -185,6 +188,7 @@ class Qwen3VLEncoder(Encoder):
         self.dim = int(dim)
         self.name = name
         self.default_instruction = default_instruction
+        self.max_text_tokens = processor.max_length  # the long-text rule (encoders/base.py): cut at max_length
         if image_policy is not None:
             self.image_policy = image_policy
 
@@ -204,7 +208,9 @@ class Qwen3VLEncoder(Encoder):
         prompts = [self.prompt(it, instruction if is_query else None) for it in items]
         images = [p.image for it in items for p in it.images]
         p = next(self.model.parameters())
+        before = self.processor.cut_count
         batch = {k: v.to(p.device) for k, v in self.processor(text=prompts, images=images or None).items()}
+        self._report_truncated(self.processor.cut_count - before, len(items), self.processor.max_length)
         if "pixel_values" in batch:
             batch["pixel_values"] = batch["pixel_values"].to(p.dtype)
         hidden = self.model(**batch).last_hidden_state

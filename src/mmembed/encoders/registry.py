@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import ModelLoadError
+from ..errors import InputError, ModelLoadError, describe
 from .base import Encoder
 
 # name -> "module:function"; the function takes (name_or_path, **kwargs) and returns an Encoder.
@@ -144,7 +144,18 @@ def load_encoder(
     downloaded once into the Hugging Face cache (only the files its backend reads) and loaded from there
     afterwards; ``HF_HUB_OFFLINE=1`` or ``local_files_only=True`` use the cache only (see :mod:`mmembed.hub`).
     """
+    if isinstance(name, Encoder):
+        raise InputError(f"load_encoder got an Encoder ({describe(name)}); it is already loaded: use it directly")
+    if not isinstance(name, (str, os.PathLike)) or not os.fspath(name):
+        raise InputError(f"load_encoder: name must be a registered name ({', '.join(available_encoders())}), "
+                         f"a model directory or 'package.module:factory', got {describe(name)}")
     key = os.fspath(name)
+    if not isinstance(key, str):
+        key = os.fsdecode(key)
+    from ._torch import check_device, check_dtype
+
+    check_device(device)
+    check_dtype(dtype)
     if key in _NAMED:
         return _resolve(_NAMED[key])(key, device=device, dtype=dtype, **kwargs)
     path = Path(key).expanduser()

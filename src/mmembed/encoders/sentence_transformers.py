@@ -84,8 +84,27 @@ class SentenceTransformerEncoder(Encoder):
                          f"({item.modality}, {len(item.images)} image(s)); split the item or use a "
                          "multimodal model (e.g. Qwen3-VL-Embedding)")
 
+    @property
+    def max_text_tokens(self) -> int | None:  # type: ignore[override]
+        """sentence-transformers truncates text to ``max_seq_length`` (mmembed's long-text rule)."""
+        value = getattr(self.model, "max_seq_length", None)
+        return int(value) if isinstance(value, int) and value > 0 else None
+
+    def _count_cut(self, texts: list[str]) -> int:
+        """How many plain texts the model's tokenizer cuts at ``max_seq_length`` (prompts not counted)."""
+        limit, tok = self.max_text_tokens, getattr(self.model, "tokenizer", None)
+        if not texts or limit is None or not callable(tok):
+            return 0
+        try:
+            ids = tok(texts, truncation=True, max_length=limit + 1)["input_ids"]
+        except Exception:  # noqa: BLE001 - a processor that is not a text tokenizer: nothing to report
+            return 0
+        return sum(len(r) > limit for r in ids)
+
     def _encode_batch(self, items: Sequence[Interleaved], *, instruction: str | None, is_query: bool) -> Any:
         inputs = [self.to_input(it) for it in items]
+        texts = [x for x in inputs if isinstance(x, str)]
+        self._report_truncated(self._count_cut(texts), len(texts))
         common = {"convert_to_numpy": True, "show_progress_bar": False, "normalize_embeddings": False}
         extra = query_prompt(self.model.prompts, instruction, messages=self.messages) if is_query else {}
         encode = self.model.encode_query if is_query else self.model.encode_document

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -297,17 +296,16 @@ def evaluate(
         index = DenseIndex(encoder, batch_size=batch_size, show_progress=show_progress)
     if index is not None and encoder is not None and index.encoder is not encoder:
         raise InputError("index was built for another encoder")
-    from tqdm.auto import tqdm
+    from ..progress import progress
 
-    show = show_progress if show_progress is not None else sys.stderr.isatty()
     results: list[Result] = []
     for subset in dataset.subsets:
         sub_task = task if task is not None else subset.task
         base = dict(dataset=dataset.name, subset=subset.name, queries=len(subset), documents=len(subset.pool),
                     task=sub_task)
         if encoder is not None and index is not None:
-            with tqdm(total=len(subset), desc=f"{dataset.name} {subset.name}", unit="query",
-                      disable=not show, leave=False) as bar:
+            with progress(len(subset), f"{dataset.name} {subset.name}", "query", show=show_progress,
+                          leave=False) as bar:
                 dense, reranked, t_dense, t_rerank = evaluate_dense(
                     subset, index, task=sub_task, reranker=reranker, fetch_k=fetch_k, progress=bar.update)
             label = str(getattr(encoder, "name", "encoder"))

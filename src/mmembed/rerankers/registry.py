@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import ModelLoadError
+from ..errors import InputError, ModelLoadError, describe
 from .base import Reranker
 
 CONFIG_FILE = "mmembed_reranker.json"
@@ -131,7 +131,14 @@ def load_reranker(
     encoder so the default reranker scores in the space the candidates were retrieved in.
     ``device``/``dtype`` as in :func:`mmembed.load_encoder`; other keyword arguments go to the backend.
     """
-    key = os.fspath(name_or_path)
+    if not isinstance(name_or_path, (str, os.PathLike)) or not os.fspath(name_or_path):
+        raise InputError(f"load_reranker: name_or_path must be a registered name "
+                         f"({', '.join(available_rerankers())}) or a model directory, got {describe(name_or_path)}")
+    from ..encoders._torch import check_device, check_dtype
+
+    check_device(device)
+    check_dtype(dtype)
+    key = os.fsdecode(name_or_path)
     if key in _NAMED:
         target = _NAMED[key]
         if encoder is not None and target in _TAKES_ENCODER:

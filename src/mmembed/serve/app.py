@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import anyio
-from chromadb.errors import ChromaError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -327,15 +326,9 @@ class Service:
         start = time.perf_counter()
         reranker = self.reranker(store) if req.rerank else None
         with self.lock:
-            try:
-                hits = retrieve(store, parts, k=req.k, fetch_k=req.fetch_k, task=task, instruction=req.instruction,
-                                reranker=reranker, where=req.filter or None, on_error="skip")
-            except MMEmbedError:
-                raise
-            except (ValueError, ChromaError) as exc:  # how Chroma refuses a malformed filter
-                if req.filter:
-                    raise InputError(f"invalid metadata filter: {exc}") from exc
-                raise
+            # a malformed filter is an InputError from the store ("where filter ... is not valid"): a 400
+            hits = retrieve(store, parts, k=req.k, fetch_k=req.fetch_k, task=task, instruction=req.instruction,
+                            reranker=reranker, where=req.filter or None, on_error="skip")
         took = (time.perf_counter() - start) * 1000
         name = req.collection or self.default
         roots = self.roots(store)

@@ -218,9 +218,9 @@ class MiniBackend(TrainableBackend):
         missing = list(dict.fromkeys(t for t in texts if t not in cached))
         if missing:
             log(f"embedding {len(missing)} texts with the frozen text tower ({len(texts) - len(missing)} cached)")
-            from tqdm.auto import tqdm
+            from ..progress import progress
 
-            with tqdm(total=len(missing), desc="text tower", unit="text", disable=None, leave=False) as bar:
+            with progress(len(missing), "text tower", "text", leave=False) as bar:
                 for s, e in _batches(len(missing), self.text_batch):
                     chunk = missing[s:e]
                     vecs = self.model.text_tower.encode(chunk).numpy().astype(np.float32)
@@ -401,16 +401,14 @@ def decode_images(items: Sequence[Interleaved], where: Sequence[str], policy: Im
     """Decode every distinct image of ``items`` once (deduplicated by location or bytes) and ``convert`` it
     (PIL image -> whatever the backend keeps); returns the converted images and, per item, the indices of its
     images in order. An unreadable image raises :class:`ImageLoadError` naming ``where[i]``."""
-    from tqdm.auto import tqdm
-
     from ..errors import ImageLoadError
+    from ..progress import progress
 
     keys: dict[str, int] = {}
     out: list[Any] = []
     per_item: list[list[int]] = []
     n_img = sum(len(it.images) for it in items)
-    with tqdm(total=n_img, desc="decoding images", unit="image", disable=None if n_img > 200 else True,
-              leave=False) as bar:
+    with progress(n_img, "decoding images", "image", min_total=200, leave=False) as bar:
         for it, w in zip(items, where):
             rows = []
             for part in it.images:

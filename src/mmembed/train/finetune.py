@@ -488,14 +488,15 @@ class Finetuner:
         else:
             self._save(self._state(pos, 0, 0, opt, True, 0, []))
         mining_stats = dict(self.negatives.stats) if (self.negatives is not None and stage >= 2) else None
-        from tqdm.auto import tqdm
+        from ..progress import progress
 
         for epoch in range(epoch0, epochs):
             perm = rows_all[torch.randperm(len(rows_all), generator=_generator(cfg.seed, stage, epoch)).numpy()]
             self.backend.train(True)
             start = step0 if epoch == epoch0 else 0
-            bar = tqdm(total=steps_per_epoch, initial=start, desc=f"stage {stage} epoch {epoch + 1}/{epochs}",
-                       unit="step", disable=(not self.progress) if self.progress is not None else None, leave=False)
+            # a bar on a terminal, periodic lines in a log (self.progress False: none)
+            bar = progress(steps_per_epoch, f"stage {stage} epoch {epoch + 1}/{epochs}", "step",
+                           show=False if self.progress is False else None, leave=False, initial=start)
             next_step = start
             try:
                 for step in range(start, steps_per_epoch):

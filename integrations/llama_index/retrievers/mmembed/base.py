@@ -102,7 +102,9 @@ class MMEmbedRetriever(BaseRetriever):
             if encoder is None:
                 encoder = as_encoder(model if model is not None else os.environ.get("MMEMBED_MODEL") or "default",
                                      device=device, dtype=dtype)
-            store = Store(path, url=url, host=host, port=port, collection=collection, encoder=encoder)
+            # a retriever only reads: a mistyped path or collection is reported, not created empty
+            store = Store(path, url=url, host=host, port=port, collection=collection, encoder=encoder,
+                          create=False)
         elif not isinstance(store, Store):
             raise InputError(f"store must be an mmembed.Store, got {describe(store)}")
         self.store = store
