@@ -295,7 +295,7 @@ def test_write_configuration_is_checked_at_start(layout, tmp_path: Path) -> None
 
 def test_cli_refuses_missing_database_and_collection_and_binds_loopback(tmp_path: Path, layout) -> None:
     r = CliRunner().invoke(cli_app, ["serve", "--db", str(tmp_path / "nothing-here")])
-    assert r.exit_code == 2 and "no database at" in r.output
+    assert r.exit_code == 2 and "nothing-here does not exist" in r.output
     assert not (tmp_path / "nothing-here").exists()
     assert parse_listen("127.0.0.1:8080") == ("127.0.0.1", 8080)
     assert parse_listen(":9000") == ("127.0.0.1", 9000)
@@ -307,8 +307,8 @@ def test_cli_refuses_missing_database_and_collection_and_binds_loopback(tmp_path
     serve = typer.main.get_command(cli_app).commands["serve"]  # type: ignore[attr-defined]
     assert {p.name: p.default for p in serve.params}["listen"] == "127.0.0.1:8080"
     _, _, store = layout
-    from mmembed.errors import InputError
+    from mmembed.errors import StoreNotFoundError
     from mmembed.serve.cli import open_stores
 
-    with pytest.raises(InputError, match="no collection 'nope' .* it has: files"):
+    with pytest.raises(StoreNotFoundError, match="collection 'nope' does not exist .* existing collections: files"):
         open_stores(tmp_path / "db", ["files", "nope"], None, None, 8000, store.encoder)

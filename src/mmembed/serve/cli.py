@@ -45,23 +45,16 @@ def open_stores(db: Path, collections: list[str], url: str | None, host: str | N
     never creates one)."""
     from ..encoders.base import Encoder
     from ..encoders.registry import load_encoder
-    from ..errors import InputError
     from ..store import Store
 
-    if not (url or host) and not db.is_dir():
-        raise InputError(f"no database at {str(db)!r}: build one with `mmembed index PATH --db {db}` or `mmembed demo`")
     enc = encoder if isinstance(encoder, Encoder) else load_encoder(encoder)  # type: ignore[arg-type]
     stores = {}
     for name in collections:
+        # create=False: a missing database or collection is a StoreNotFoundError listing what exists
         if url or host:
-            store = Store(encoder=enc, collection=name, url=url, host=host, port=port)
+            store = Store(encoder=enc, collection=name, url=url, host=host, port=port, create=False)
         else:
-            store = Store(db, encoder=enc, collection=name)
-        client = store._client  # the chromadb client the Store opened; list before opening, so nothing is created
-        existing = [c if isinstance(c, str) else c.name for c in client.list_collections()]
-        if name not in existing:
-            raise InputError(f"no collection {name!r} in {url or host or str(db)!r}; it has: "
-                             f"{', '.join(sorted(existing)) or 'none'}")
+            store = Store(db, encoder=enc, collection=name, create=False)
         stores[name] = store
     return stores
 
