@@ -293,12 +293,15 @@ def main(argv: list[str] | None = None) -> int:
     lock = load_lock()
     if args.record:
         lock.digests["training_set"] = got
+        lock.digests["render_versions"] = render_versions()
         lock.save()
         print(f"recorded the training-set digests in {lock.path}")
         return 0
     problems = compare_digests(lock.digests.get("training_set", {}), got, what="training set")
     if problems:
-        print("the rebuilt training set differs from the lock's record:\n  " + "\n  ".join(problems), file=sys.stderr)
+        print("the rebuilt training set differs from the lock's record:\n  " + "\n  ".join(problems)
+              + f"\n(renderer now {render_versions()}, when recorded {lock.digests.get('render_versions')})",
+              file=sys.stderr)
         return 1
     print(f"the rebuilt training set is identical to the lock's record ({got['all']['sha256'][:16]}..., "
           f"{got['all']['images']} images)")
