@@ -38,10 +38,11 @@ def render_attribution(lock: Lock) -> str:
         "do not edit -->",
         "",
         f"The image towers of the bundled models ({', '.join(f'`{m}`' for m in MODELS)}), and the task adapters "
-        "of `mmembed-mini`, were trained on the images and captions of the registry packages below, fetched at "
-        "the versions pinned (with the sha256 of the downloaded archive) in "
-        "`mmembed/data/training_data.lock.json`. None of the images ship with mmembed; the weights were "
-        "learned from them. Keep this file with the weights when you redistribute them.",
+        "of `mmembed-mini`, were trained on the images and captions of the registry packages below (the "
+        "shipped weights on the versions current before the pins existed; rebuilds use the versions pinned, "
+        "with the sha256 of the downloaded archive, in `mmembed/data/training_data.lock.json`). None of the "
+        "images ship with mmembed; the weights were learned from them. Keep this file with the weights when "
+        "you redistribute them.",
         "",
         "The SVG sets are the Iconify JSON packages (`@iconify-json/*`) of the original projects, under the "
         "original projects' licenses; author and source below are the original project's.",
