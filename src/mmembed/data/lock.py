@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from .training_sets import build_training_set, training_set_digests
 
-    ts = build_training_set()
+    ts = build_training_set(rebuild=True)  # render again from the (cached, hash-checked) packages
     got = training_set_digests(ts)
     lock = load_lock()
     if args.record:
