@@ -59,6 +59,7 @@ def compare(a_path: Path, b_path: Path) -> dict[str, Any]:
             frozen_equal = False
     ta, tb = torch.cat(trained_a), torch.cat(trained_b)
     return {"comparable": True, "byte_identical": _sha(a_path) == _sha(b_path),
+            "tensors_identical": all(torch.equal(a[k], b[k]) for k in a),
             "frozen_towers_identical": frozen_equal,
             "relative_difference_all_trained": round(float((ta - tb).norm() / tb.norm()), 6),
             "relative_difference_per_tensor": rel,
@@ -123,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
               f"identical={v.get('byte_identical')}, relative difference {v.get('relative_difference_all_trained')} "
               f"(per tensor {v.get('relative_difference_range')})")
     for p in pairs:
-        print(f"{p['a']} vs {p['b']}: identical={p.get('byte_identical')}, same data={p['same_data_digests']}, "
+        print(f"{p['a']} vs {p['b']}: identical={p.get('byte_identical')}, tensors identical="
+              f"{p.get('tensors_identical')}, same data={p['same_data_digests']}, "
               f"relative difference {p.get('relative_difference_all_trained')}")
     print(f"wrote {path}")
     return 0

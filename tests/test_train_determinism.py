@@ -64,3 +64,16 @@ def test_finetune_trains_with_deterministic_kernels_and_restores_the_setting(tmp
     assert seen and all(seen)
     assert not torch.are_deterministic_algorithms_enabled()  # the caller's setting is back
     assert (tmp_path / "out" / "model.safetensors").is_file()
+
+
+def test_saving_the_same_weights_gives_the_same_bytes(tmp_path: Path) -> None:
+    """safetensors writes its metadata map in hash order: with two keys, identical weights were saved as
+    different files about every other time (two identical trainings had different sha256)."""
+    import hashlib
+
+    model = load_default(adapters=False).model
+    digests = set()
+    for i in range(10):
+        model.save(tmp_path / f"m{i}", dtype=torch.float16)
+        digests.add(hashlib.sha256((tmp_path / f"m{i}" / "model.safetensors").read_bytes()).hexdigest())
+    assert len(digests) == 1
