@@ -181,11 +181,17 @@ def test_training_set_save_load_roundtrip(tmp_path: Path) -> None:
     assert json.loads(json.dumps(back.licenses)) == {"a": "MIT"}
 
 
-def _fake_package(root: Path, kind: str, key: str) -> Path:
-    """A cache entry exactly as :mod:`mmembed.data.fetch` leaves it after a successful fetch."""
-    base = root / kind / key
+_FAKE_SHA = "ab" * 32
+
+
+def _fake_package(root: Path, kind: str, key: str, name: str | None = None, version: str = "1.0.0") -> Path:
+    """A cache entry exactly as :mod:`mmembed.data.fetch` leaves it after a successful fetch of a package
+    pinned (by :func:`_fake_lock`) at ``version`` with sha256 ``_FAKE_SHA``."""
+    base = root / kind / f"{key}-{version}"
     base.mkdir(parents=True)
     (base / ".mmembed-complete").write_text("ok\n")
+    (base / ".mmembed-source.json").write_text(json.dumps({
+        "registry": kind, "name": name or key, "version": version, "sha256": _FAKE_SHA, "locked": True}))
     inner = base / ("package" if kind == "npm" else "root")
     inner.mkdir()
     return inner
@@ -193,8 +199,14 @@ def _fake_package(root: Path, kind: str, key: str) -> Path:
 
 def test_build_training_set_from_cached_packages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The whole builder on tiny packages laid out like the real ones (no network: they are 'cached')."""
+    from mmembed.data.lock import Lock, LockedPackage
+
     cache = tmp_path / "cache"
     monkeypatch.setenv("MMEMBED_CACHE", str(cache))
+    pins = [("npm", "emojibase-data"), ("npm", "emoji-datasource-google"), ("npm", "@iconify-json/noto"),
+            ("deb", "dataset-fashion-mnist")]
+    lock = Lock([LockedPackage(registry=r, name=n, version="1.0.0", sha256=_FAKE_SHA) for r, n in pins], {})
+    monkeypatch.setenv("MMEMBED_DATA_LOCK", str(lock.save(tmp_path / "lock.json")))
     eb = _fake_package(cache, "npm", "emojibase-data")
     (eb / "en").mkdir()
     (eb / "en" / "data.json").write_text(json.dumps([
@@ -205,7 +217,7 @@ def test_build_training_set_from_cached_packages(tmp_path: Path, monkeypatch: py
     (gg / "emoji.json").write_text(json.dumps([
         {"unified": "2764-FE0F", "image": "2764-fe0f.png"},
         {"unified": "1F600", "image": "1f600.png"}]))  # no label and no file: skipped
-    noto = _fake_package(cache, "npm", "iconify-json__noto")
+    noto = _fake_package(cache, "npm", "iconify-json__noto", "@iconify-json/noto")
     body = '<circle cx="8" cy="8" r="6" fill="red"/>'
     (noto / "icons.json").write_text(json.dumps({"width": 16, "height": 16, "icons": {
         "red-heart": {"body": body}, "flag-germany": {"body": body}, "kite": {"body": body}}}))
@@ -227,6 +239,9 @@ def test_build_training_set_from_cached_packages(tmp_path: Path, monkeypatch: py
     assert ts.concepts[:4] == ["2764", "2764", "1F1E9-1F1EA", "name:kite"]
     assert ts.captions[4:] == list(tsets.FASHION_CLASSES)
     assert ts.licenses["npm @iconify-json/noto"] == "Apache-2.0"
+    # what each package was is recorded with the set: the pinned version and hash
+    assert [(p["registry"], p["name"], p["version"], p["sha256"], p["locked"]) for p in ts.packages] == [
+        (r, n, "1.0.0", _FAKE_SHA, True) for r, n in pins]
     assert ts.images[0, 48, 48].tolist() == [200, 0, 0]
     fashion = ts.images[4]
     assert fashion[0, 0].tolist() == [255, 255, 255] and fashion[48, 48].tolist() == [0, 0, 0]  # dark on white
@@ -237,3 +252,4 @@ def test_build_training_set_from_cached_packages(tmp_path: Path, monkeypatch: py
     again = tsets.build_training_set(iconify_sets=("noto",), fashion_per_class=1, workers=1, log=None)
     np.testing.assert_array_equal(again.images, ts.images)
     assert again.captions == ts.captions
+    assert again.packages == ts.packages

@@ -22,13 +22,13 @@ import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from .fetch import DataFetchError, cache_dir, fetch_deb, fetch_npm
+from .fetch import DataFetchError, cache_dir, fetch_deb, fetch_npm, source_record
 
 IMAGE_SIZE = 96
 
@@ -56,6 +56,8 @@ class TrainingSet:
     concepts: list[str]
     sources: list[str]
     licenses: dict[str, str]
+    #: what each registry package actually was (name, version, sha256, locked), in build order
+    packages: list[dict] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.captions)
@@ -212,13 +214,33 @@ def read_idx(path: Path) -> np.ndarray:
 
 
 # ---- sources -----------------------------------------------------------------------------------------
-def _labels() -> dict[str, str]:
-    root = fetch_npm("emojibase-data")
+def _locked_npm(name: str, used: list[dict] | None = None) -> Path:
+    """``fetch_npm`` for a training package: it must be pinned in the lock (unless unlocked builds are
+    allowed); what was fetched is appended to ``used``."""
+    return _locked_fetch("npm", name, used)
+
+
+def _locked_fetch(registry: str, name: str, used: list[dict] | None) -> Path:
+    from .lock import load_lock, unlocked_allowed
+
+    if not unlocked_allowed():
+        load_lock().require(registry, name)
+    root = fetch_npm(name) if registry == "npm" else fetch_deb(name)
+    if used is not None:
+        rec = source_record(root) or {"registry": registry, "name": name, "version": "unknown", "sha256": "unknown",
+                                      "locked": False}
+        if not any(u["registry"] == rec["registry"] and u["name"] == rec["name"] for u in used):
+            used.append(rec)
+    return root
+
+
+def _labels(used: list[dict] | None = None) -> dict[str, str]:
+    root = _locked_npm("emojibase-data", used)
     return emoji_labels(json.loads((root / "en" / "data.json").read_text()))
 
 
-def _google_pngs(labels: dict[str, str]) -> Iterator[tuple[np.ndarray, str, str]]:
-    root = fetch_npm("emoji-datasource-google")
+def _google_pngs(labels: dict[str, str], used: list[dict] | None = None) -> Iterator[tuple[np.ndarray, str, str]]:
+    root = _locked_npm("emoji-datasource-google", used)
     for entry in json.loads((root / "emoji.json").read_text()):
         code = normalize_hexcode(entry["unified"])
         path = root / "img" / "google" / "64" / entry["image"]
@@ -227,8 +249,8 @@ def _google_pngs(labels: dict[str, str]) -> Iterator[tuple[np.ndarray, str, str]
                 yield to_rgb_on_white(im), labels[code], code
 
 
-def _fashion(per_class: int, seed: int) -> Iterator[tuple[np.ndarray, str, str]]:
-    root = fetch_deb("dataset-fashion-mnist") / "root" / "usr" / "share" / "datasets" / "fashion-mnist"
+def _fashion(per_class: int, seed: int, used: list[dict] | None = None) -> Iterator[tuple[np.ndarray, str, str]]:
+    root = _locked_fetch("deb", "dataset-fashion-mnist", used) / "root" / "usr" / "share" / "datasets" / "fashion-mnist"
     images = read_idx(root / "train-images-idx3-ubyte.gz")  # train split only
     labels = read_idx(root / "train-labels-idx1-ubyte.gz")
     rng = np.random.default_rng(seed)
@@ -248,14 +270,21 @@ def build_training_set(
     rebuild: bool = False,
     log: Callable[[str], None] | None = print,
 ) -> TrainingSet:
-    """Fetch, render and cache the training pairs; later calls load the cached ``.npz`` (seconds)."""
+    """Fetch (at the versions pinned in :mod:`mmembed.data.lock`), render and cache the training pairs; later
+    calls load the cached ``.npz`` (seconds). The set's ``packages`` say what each package actually was."""
+    from .lock import load_lock, render_versions, unlocked_allowed
+
     sets = tuple(iconify_sets)
-    key = hashlib.sha256(json.dumps([sets, google_png, fashion_per_class, seed, IMAGE_SIZE, 3]).encode())
+    lock = load_lock()
+    pins = [(p.registry, p.name, p.version, p.sha256) for p in lock.packages]
+    key = hashlib.sha256(json.dumps([sets, google_png, fashion_per_class, seed, IMAGE_SIZE, 4, pins,
+                                     render_versions(), unlocked_allowed()]).encode())
     path = cache_dir() / "training_sets" / f"pairs-{key.hexdigest()[:12]}.npz"
     if path.is_file() and not rebuild:
         return load_training_set(path)
     say = log or (lambda _m: None)
-    labels = _labels()
+    used: list[dict] = []
+    labels = _labels(used)
     images: list[np.ndarray] = []
     captions: list[str] = []
     concepts: list[str] = []
@@ -275,20 +304,20 @@ def build_training_set(
         say(f"  {src}: {n} images")
 
     if google_png:
-        add("npm emoji-datasource-google", _google_pngs(labels))
+        add("npm emoji-datasource-google", _google_pngs(labels, used))
         licenses["npm emoji-datasource-google (images)"] = "Apache-2.0"
     # icon name -> code point, from every set's chars.json and the emojibase labels (sets without a
     # chars.json, like Fluent, use the same names)
     known: dict[str, str] = {slugify(label): code for code, label in labels.items()}
     for name in sets:
-        chars_file = fetch_npm(f"@iconify-json/{name}") / "chars.json"
+        chars_file = _locked_npm(f"@iconify-json/{name}", used) / "chars.json"
         if chars_file.is_file():
             for code, icon_name in json.loads(chars_file.read_text()).items():
                 if not has_skin_tone(normalize_hexcode(code)):
                     known.setdefault(icon_name, normalize_hexcode(code))
     with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
         for name in sets:
-            root = fetch_npm(f"@iconify-json/{name}")
+            root = _locked_npm(f"@iconify-json/{name}", used)
             info = json.loads((root / "info.json").read_text())
             licenses[f"npm @iconify-json/{name}"] = (info.get("license") or {}).get("spdx", "unknown")
             chars_file = root / "chars.json"
@@ -297,9 +326,13 @@ def build_training_set(
             arrays = pool.map(_render_or_none, [svg for svg, _, _ in items], chunksize=64)
             add(f"npm @iconify-json/{name}", ((a, c, k) for a, (_, c, k) in zip(arrays, items)))
     if fashion_per_class > 0:
-        add("Debian dataset-fashion-mnist (train split)", _fashion(fashion_per_class, seed))
+        add("Debian dataset-fashion-mnist (train split)", _fashion(fashion_per_class, seed, used))
         licenses["Debian dataset-fashion-mnist (train split)"] = "MIT"
-    ts = TrainingSet(np.stack(images), captions, concepts, sources, licenses)
+    ts = TrainingSet(np.stack(images), captions, concepts, sources, licenses, used)
+    unpinned = [f"{u['registry']} {u['name']} {u['version']}" for u in used if not u.get("locked")]
+    if unpinned:
+        say("WARNING: built from packages that are not the pinned ones (recorded in the set's manifest): "
+            + ", ".join(unpinned))
     save_training_set(ts, path)
     say(f"cached {len(ts)} pairs ({len(set(concepts))} concepts) in {path}")
     return ts
@@ -309,19 +342,37 @@ def save_training_set(ts: TrainingSet, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
     np.savez(tmp, images=ts.images, captions=np.array(ts.captions), concepts=np.array(ts.concepts),
-             sources=np.array(ts.sources), licenses=np.array(json.dumps(ts.licenses)))
+             sources=np.array(ts.sources), licenses=np.array(json.dumps(ts.licenses)),
+             packages=np.array(json.dumps(ts.packages)))
     tmp.replace(path)
     return path
 
 
 def load_training_set(path: Path) -> TrainingSet:
     with np.load(path, allow_pickle=False) as z:
+        packages = json.loads(str(z["packages"])) if "packages" in z.files else []
         return TrainingSet(z["images"], [str(s) for s in z["captions"]], [str(s) for s in z["concepts"]],
-                           [str(s) for s in z["sources"]], json.loads(str(z["licenses"])))
+                           [str(s) for s in z["sources"]], json.loads(str(z["licenses"])), packages)
+
+
+def training_set_digests(ts: TrainingSet) -> dict[str, dict]:
+    """sha256 of the rendered set, per source and overall (pixels, captions, concepts, in order): two builds
+    from the same locked packages with the same renderer give the same digests."""
+    from .lock import array_digest
+
+    out: dict[str, dict] = {}
+    src = np.array(ts.sources)
+    for name in dict.fromkeys(ts.sources):
+        idx = np.flatnonzero(src == name)
+        out[name] = {"images": int(idx.size),
+                     "sha256": array_digest(ts.images[idx], [ts.captions[i] for i in idx],
+                                            [ts.concepts[i] for i in idx])}
+    out["all"] = {"images": len(ts), "sha256": array_digest(ts.images, ts.captions, ts.concepts, ts.sources)}
+    return out
 
 
 __all__ = [
     "FASHION_CLASSES", "ICONIFY_SETS", "IMAGE_SIZE", "TrainingSet", "build_training_set", "clean_label",
     "emoji_labels", "flag_hexcode", "iconify_items", "iconify_svg", "load_training_set", "normalize_hexcode",
-    "read_idx", "render_svg", "slugify", "save_training_set", "to_rgb_on_white",
+    "read_idx", "render_svg", "slugify", "save_training_set", "to_rgb_on_white", "training_set_digests",
 ]

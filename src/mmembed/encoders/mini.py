@@ -331,7 +331,9 @@ class MiniModel(nn.Module):
         out.mkdir(parents=True, exist_ok=True)
         state = {k: (v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu()).contiguous()
                  for k, v in self.state_dict().items()}
-        save_file(state, str(out / WEIGHTS_FILE), metadata={"format": "pt", "backend": BACKEND})
+        # one metadata key: safetensors writes the metadata map in hash order, so two keys made the bytes of
+        # identical weights differ from save to save (the backend is in mmembed_config.json)
+        save_file(state, str(out / WEIGHTS_FILE), metadata={"format": "pt"})
         cfg = dict(self.config)
         cfg.update(extra_config or {})
         cfg["backend"] = BACKEND

@@ -221,7 +221,8 @@ Twemoji by Twitter, EmojiOne, Streamline; CC BY-SA 4.0: OpenMoji, EmojiOne v1) -
 attribution; keep it with the weights when you redistribute them. Whether trained weights are adaptations
 of their training images is legally unsettled; if that matters to you, retrain without the share-alike
 sets (`build_training_set(iconify_sets=...)`). The frozen text tower is not part of these weights: it is
-{text_tower_description(text_tower)}.
+{text_tower_description(text_tower)}. Every set's author, source, license and changes made:
+[ATTRIBUTION.md](../ATTRIBUTION.md), generated from the training-data lock (`python -m mmembed.data.attribution`).
 """
 
 

@@ -642,9 +642,16 @@ def finetune(
     backend.prepare(data.items, data.where, data.instructions, log)
     trainer = Finetuner(backend, data, cfg, out_dir, fingerprint=fingerprint, log=log, progress=progress,
                         on_step=on_step)
+    # deterministic kernels: the backward of gathering repeated columns (docs_u[inverse]) accumulates with
+    # index_put_(accumulate=True), which on CPU adds from several threads in whatever order they run, so two
+    # runs of the same command differed in the last bits after one step and by several percent after six epochs
+    deterministic, warn_only = torch.are_deterministic_algorithms_enabled(), \
+        torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
     try:
         stages = trainer.run(resume=resume)
     finally:
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
         close = getattr(getattr(backend, "cache", None), "close", None)
         if close is not None:
             close()

@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -39,6 +40,8 @@ EVAL_SETS: tuple[str, ...] = ("tuxpaint", "tuxpaint-mixed", "python-faq")
 #: also scored with queries asked without an instruction (plain search must keep its quality)
 UNINSTRUCTED_SETS: tuple[str, ...] = ("tuxpaint", "python-faq")
 DATA_VERSION = 2
+#: the prepared data's manifest (packages, versions, digests), beside pairs.jsonl
+MANIFEST = "manifest.json"
 
 #: Each pair gets one task of its family (round robin), and training samples that task's paraphrases: the
 #: adapters learn what *any* phrasing of "find an image" / "find a text" means, not one sentence.
@@ -86,10 +89,14 @@ def prepare(work: Path, *, images_per_concept: int = 4, seed: int = 0, log: Any 
 
     from ..data.training_sets import build_training_set, clean_label
 
+    from ..data.lock import load_lock
+
     data = work / "data"
     pairs_path, pool_path, done = data / "pairs.jsonl", data / "pool.jsonl", data / "DONE"
-    stamp = json.dumps({"version": DATA_VERSION, "images_per_concept": images_per_concept, "seed": seed})
-    if done.is_file() and done.read_text() == stamp:
+    pins = [[p.registry, p.name, p.version, p.sha256] for p in load_lock().packages]
+    stamp = json.dumps({"version": DATA_VERSION, "images_per_concept": images_per_concept, "seed": seed,
+                        "lock": pins})
+    if done.is_file() and done.read_text() == stamp and (data / MANIFEST).is_file():
         log(f"training pairs already prepared in {data}")
         return pairs_path, pool_path
     log("building the training pairs from the emoji/icon training sets (never Tux Paint) ...")
@@ -152,12 +159,60 @@ def prepare(work: Path, *, images_per_concept: int = 4, seed: int = 0, log: Any 
     order = rng.permutation(len(pairs))
     pairs_path.write_text("".join(json.dumps(pairs[i], ensure_ascii=False) + "\n" for i in order), encoding="utf-8")
     pool_path.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pool), encoding="utf-8")
+    manifest = data_manifest(data, ts)
+    (data / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     done.write_text(stamp)
     counts: dict[str, int] = defaultdict(int)
     for p in pairs:
         counts[next(k for k, fam in TASK_FAMILIES.items() if p["task"] in fam)] += 1
     log(f"wrote {len(pairs)} pairs ({dict(counts)}) and a pool of {len(pool)} caption texts to {data}")
     return pairs_path, pool_path
+
+
+def data_manifest(data: Path, ts: Any) -> dict[str, Any]:
+    """What the prepared data is, by hash: the packages actually fetched (name, version, sha256, pinned or
+    not), the rendered training set, the pairs and pool files and every written image; two preparations from
+    the same lock and renderer give the same manifest."""
+    from ..data.fetch import fetch_npm, source_record
+    from ..data.lock import render_versions, sha256_file
+    from ..data.training_sets import training_set_digests
+
+    packages = list(ts.packages)
+    emojibase = source_record(fetch_npm("emojibase-data"))  # the locales of the text->text pairs
+    if emojibase and not any(p["name"] == emojibase["name"] for p in packages):
+        packages.append(emojibase)
+    h = hashlib.sha256()
+    images = sorted((data / "images").glob("*.png"))
+    for img in images:
+        h.update(img.name.encode() + b"\0" + hashlib.sha256(img.read_bytes()).digest())
+    return {
+        "packages": packages,
+        "render_versions": render_versions(),
+        "digests": {
+            "training_set": training_set_digests(ts)["all"],
+            "pairs.jsonl": sha256_file(data / "pairs.jsonl"),
+            "pool.jsonl": sha256_file(data / "pool.jsonl"),
+            "images": {"files": len(images), "sha256": h.hexdigest()},
+        },
+    }
+
+
+def report_digests(manifest: dict[str, Any], log: Any = _say) -> bool:
+    """Compare the prepared data's digests with those recorded in the lock; say which differ."""
+    from ..data.lock import compare_digests, load_lock
+
+    recorded = load_lock().digests.get("modality")
+    if not recorded:
+        log("the lock records no digests of the modality data yet (python -m mmembed.train.modality --record-digests)")
+        return False
+    problems = compare_digests(recorded, manifest["digests"], what="modality data")
+    if problems:
+        log("WARNING: the prepared data differs from the data the shipped weights were trained on:\n  "
+            + "\n  ".join(problems))
+        return False
+    log(f"the prepared data is identical to the lock's record (pairs {manifest['digests']['pairs.jsonl'][:12]}..., "
+        f"{manifest['digests']['images']['files']} images)")
+    return True
 
 
 def share_text_tower(after: Any, before: Any) -> None:
@@ -187,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--limit", type=int, default=None, help="evaluate on a sample of N stamps (quick look)")
     ap.add_argument("--no-eval", action="store_true")
+    ap.add_argument("--record-digests", action="store_true",
+                    help="store the prepared data's digests in the training-data lock (maintainers, after a re-pin)")
     args = ap.parse_args(argv)
 
     import torch
@@ -200,6 +257,14 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     work = Path(args.work).expanduser()
     pairs_path, pool_path = prepare(work, images_per_concept=args.images_per_concept, seed=args.seed)
+    manifest = json.loads((pairs_path.parent / MANIFEST).read_text(encoding="utf-8"))
+    report_digests(manifest)
+    if args.record_digests:
+        from ..data.lock import load_lock
+
+        lock = load_lock()
+        lock.digests["modality"] = manifest["digests"]
+        _say(f"recorded the modality data's digests in {lock.save()}")
     out = work / "model"
     stages = tuple(int(s) for s in args.stages.split(","))
     cfg = FinetuneConfig(stages=stages, epochs=args.epochs, stage_epochs={2: args.stage2_epochs, 3: args.epochs},
@@ -219,6 +284,14 @@ def main(argv: list[str] | None = None) -> int:
                  resume=resume, overwrite=not resume, data_digests=(file_digest(pairs_path), file_digest(pool_path)),
                  base_label=args.encoder, command=command, log=_say)
         _say(f"training (text embedding, mining and all stages) took {(time.monotonic() - t_train) / 60:.1f} min")
+        summary_path = out / "training_summary.json"  # what the weights were trained from, by version and hash
+        summary = json.loads(summary_path.read_text())
+        summary["data_manifest"] = manifest
+        summary_path.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    if not finished:  # how long this run took, on how many threads, under what load (bench_reproduce.py reads it)
+        (work / "run.json").write_text(json.dumps({
+            "threads": args.threads, "minutes_total_before_eval": round((time.monotonic() - t0) / 60, 2),
+            "load_average_end": [round(v, 2) for v in os.getloadavg()]}, indent=2) + "\n")
     if args.no_eval:
         return 0
     before_enc = load_encoder(args.encoder)
@@ -238,4 +311,7 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # OpenMP threads that sleep instead of spinning while they wait: on a shared, oversubscribed CPU a spinning
+    # 2-thread run was ~10x slower (an epoch took 18 min instead of ~1); results do not depend on it
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     raise SystemExit(main())

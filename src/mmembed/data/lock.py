@@ -1,0 +1,312 @@
+"""The training-data lock: every registry package the default model's training sets are built from, pinned.
+
+``training_data.lock.json`` (next to this module) lists, per package, the registry (``npm`` or ``deb``), the
+name, the exact version, the sha256 of the downloaded archive (the ``.tgz`` that ``npm pack`` writes, the
+``.deb`` that ``apt-get download`` writes) and what the attribution file needs (title, author, license,
+source). :mod:`mmembed.data.fetch` reads it: a locked package is always fetched at its pinned version and its
+archive must hash to the pinned sha256, so a rebuild of the training set months later uses the same bytes.
+
+When a registry no longer serves a pinned version the fetch fails with a :class:`~mmembed.data.fetch.
+DataFetchError` naming the package and the version. Setting ``MMEMBED_DATA_UNLOCKED=1`` lets the build go on
+with what the registry serves now; every fetch records what it actually used (``.mmembed-source.json`` in
+the cache entry), the training-set builders collect those records into their manifest, and a model trained
+from such data says so in its training summary.
+
+The lock also records the **digests of what is built from it** (the rendered training set per source, and the
+modality recipe's pairs and pool files): ``python -m mmembed.data.lock --check`` rebuilds and compares, and the
+recipes compare what they built (see :func:`compare_digests`).
+
+    python -m mmembed.data.lock --show              # the pinned packages
+    python -m mmembed.data.lock --update [NAME...]  # pin the versions the registries serve now (re-pins all
+                                                    # or the named packages; then rebuild and --record)
+    python -m mmembed.data.lock --record            # build the sets and store their digests in the lock
+    python -m mmembed.data.lock --check             # build the sets and compare with the recorded digests
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+LOCK_FILE = Path(__file__).with_name("training_data.lock.json")
+#: environment variable that lets a build use the registry's current version when a pinned one is gone
+UNLOCKED_ENV = "MMEMBED_DATA_UNLOCKED"
+#: the record each fetch writes into its cache entry: what was actually used
+SOURCE_RECORD = ".mmembed-source.json"
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class LockedPackage:
+    """One pinned registry package and what its attribution needs."""
+
+    registry: str  # "npm" or "deb"
+    name: str
+    version: str
+    sha256: str
+    title: str = ""
+    author: str = ""
+    author_url: str = ""
+    license: str = ""  # SPDX id
+    license_name: str = ""
+    license_url: str = ""
+    source_url: str = ""
+    used_for: str = ""  # "images", "captions", ...
+    changes: str = ""  # what the builders do to the data (for the attribution file)
+
+    @property
+    def key(self) -> str:
+        return f"{self.registry}:{self.name}"
+
+    def spec(self) -> str:
+        return f"{self.name}@{self.version}" if self.registry == "npm" else f"{self.name}={self.version}"
+
+
+@dataclass
+class Lock:
+    packages: list[LockedPackage]
+    digests: dict[str, Any] = field(default_factory=dict)
+    comment: str = ""
+    path: Path | None = None
+
+    def get(self, registry: str, name: str) -> LockedPackage | None:
+        for p in self.packages:
+            if p.registry == registry and p.name == name:
+                return p
+        return None
+
+    def require(self, registry: str, name: str) -> LockedPackage:
+        p = self.get(registry, name)
+        if p is None:
+            from .fetch import DataFetchError
+
+            raise DataFetchError(
+                f"{registry} package {name} is used by a training set but is not pinned in {self.path or LOCK_FILE}; "
+                f"pin it with `python -m mmembed.data.lock --update {name}`")
+        return p
+
+    def to_json(self) -> str:
+        doc = {"format": FORMAT, "comment": self.comment,
+               "packages": [asdict(p) for p in self.packages], "digests": self.digests}
+        return json.dumps(doc, indent=2, ensure_ascii=False, sort_keys=False) + "\n"
+
+    def save(self, path: Path | None = None) -> Path:
+        path = path or self.path or LOCK_FILE
+        path.write_text(self.to_json(), encoding="utf-8")
+        return path
+
+
+def lock_path() -> Path:
+    """The lock in use: ``MMEMBED_DATA_LOCK`` (a path, for tests and experiments) or the packaged file."""
+    env = os.environ.get("MMEMBED_DATA_LOCK")
+    return Path(env).expanduser() if env else LOCK_FILE
+
+
+def load_lock(path: str | os.PathLike[str] | None = None) -> Lock:
+    p = Path(path) if path is not None else lock_path()
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        from .fetch import DataFetchError
+
+        raise DataFetchError(f"the training-data lock {p} is missing; reinstall mmembed") from None
+    if doc.get("format") != FORMAT:
+        from .fetch import DataFetchError
+
+        raise DataFetchError(f"{p}: unsupported lock format {doc.get('format')!r} (expected {FORMAT})")
+    pkgs = [LockedPackage(**row) for row in doc.get("packages", [])]
+    return Lock(pkgs, dict(doc.get("digests", {})), str(doc.get("comment", "")), p)
+
+
+def unlocked_allowed() -> bool:
+    return os.environ.get(UNLOCKED_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_source_record(dest: Path, record: Mapping[str, Any]) -> None:
+    (dest / SOURCE_RECORD).write_text(json.dumps(dict(record), indent=2, sort_keys=True) + "\n")
+
+
+def read_source_record(dest: Path) -> dict[str, Any] | None:
+    path = dest / SOURCE_RECORD
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text())
+
+
+# ---- digests of what is built from the locked packages ----------------------------------------------------
+def array_digest(*parts: Any) -> str:
+    """sha256 over numpy arrays (dtype, shape and bytes) and JSON-able values, in order."""
+    import numpy as np
+
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            arr = np.ascontiguousarray(part)
+            h.update(f"{arr.dtype.str}{arr.shape}".encode())
+            h.update(arr.tobytes())
+        else:
+            h.update(json.dumps(part, ensure_ascii=False, sort_keys=True).encode("utf-8"))
+    return h.hexdigest()
+
+
+def compare_digests(expected: Mapping[str, Any], got: Mapping[str, Any], *, what: str) -> list[str]:
+    """Human-readable differences between recorded and rebuilt digests (empty: identical). Keys missing on
+    one side are reported too."""
+    problems = []
+    for key in sorted(set(expected) | set(got)):
+        e, g = expected.get(key), got.get(key)
+        if isinstance(e, Mapping) and isinstance(g, Mapping):
+            problems += compare_digests(e, g, what=f"{what} {key}")
+        elif e != g:
+            problems.append(f"{what} {key}: lock records {e!r}, this build gave {g!r}")
+    return problems
+
+
+def render_versions() -> dict[str, str]:
+    """Versions of the libraries that turn package files into training pixels (part of the digests' meaning:
+    another resvg or Pillow may rasterise differently)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for dist in ("resvg-py", "pillow", "numpy"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+# ---- what the attribution needs, for packages whose metadata is not machine-readable ---------------------
+#: Hand-checked attribution facts for the packages that do not carry an Iconify ``info.json``.
+MANUAL_INFO: dict[str, dict[str, str]] = {
+    "npm:emojibase-data": {
+        "title": "Emojibase data (emoji names, tags, translations)", "author": "Miles Johnson",
+        "author_url": "https://github.com/milesj/emojibase", "license": "MIT", "license_name": "MIT License",
+        "license_url": "https://opensource.org/license/mit", "source_url": "https://github.com/milesj/emojibase",
+        "used_for": "captions (English labels; other locales' labels and tags for text->text pairs)",
+        "changes": "labels used as captions (\"flag: X\" written \"flag of X\"); skin-tone variants dropped"},
+    "npm:emoji-datasource-google": {
+        "title": "Noto Emoji images from emoji-data (64 px PNG)", "author": "Google Inc (images); Cal Henderson (emoji-data)",
+        "author_url": "https://github.com/iamcal/emoji-data", "license": "Apache-2.0",
+        "license_name": "Apache License 2.0 (Noto Emoji images); emoji-data itself MIT",
+        "license_url": "https://www.apache.org/licenses/LICENSE-2.0",
+        "source_url": "https://github.com/iamcal/emoji-data", "used_for": "images",
+        "changes": "composited on white and resized from 64 px to 96 x 96 px (bicubic); skin-tone variants dropped"},
+    "deb:dataset-fashion-mnist": {
+        "title": "Fashion-MNIST (train split)", "author": "Zalando Research (Han Xiao, Kashif Rasul, Roland Vollgraf)",
+        "author_url": "https://github.com/zalandoresearch/fashion-mnist", "license": "MIT",
+        "license_name": "MIT License", "license_url": "https://opensource.org/license/mit",
+        "source_url": "https://github.com/zalandoresearch/fashion-mnist", "used_for": "images",
+        "changes": "300 images per class drawn (seeded) from the train split; inverted to dark on white; "
+                   "resized from 28 to 96 x 96 px (bicubic); class names as captions"},
+}
+
+ICONIFY_CHANGES = ("rendered from SVG with resvg to fit 96 x 96 px, composited on white and centred; "
+                   "skin-tone variants dropped; emoji names (emojibase) or icon names as captions")
+
+
+def _iconify_info(root: Path, name: str) -> dict[str, str]:
+    info = json.loads((root / "info.json").read_text(encoding="utf-8"))
+    author = info.get("author") or {}
+    lic = info.get("license") or {}
+    return {"title": str(info.get("name", name)), "author": str(author.get("name", "")),
+            "author_url": str(author.get("url", "")), "license": str(lic.get("spdx", "")),
+            "license_name": str(lic.get("title", "")), "license_url": str(lic.get("url", "")),
+            "source_url": str(author.get("url", "")), "used_for": "images", "changes": ICONIFY_CHANGES}
+
+
+def training_packages() -> list[tuple[str, str]]:
+    """(registry, name) of every package the training-set builders read, in build order."""
+    from .training_sets import ICONIFY_SETS
+
+    return ([("npm", "emojibase-data"), ("npm", "emoji-datasource-google")]
+            + [("npm", f"@iconify-json/{s}") for s in ICONIFY_SETS] + [("deb", "dataset-fashion-mnist")])
+
+
+def pin(registry: str, name: str) -> LockedPackage:
+    """Fetch what the registry serves now for ``name`` and describe it as a lock entry."""
+    from .fetch import fetch_package_unpinned
+
+    root, record = fetch_package_unpinned(registry, name)
+    key = f"{registry}:{name}"
+    meta = dict(MANUAL_INFO[key]) if key in MANUAL_INFO else _iconify_info(root, name)
+    return LockedPackage(registry=registry, name=name, version=record["version"], sha256=record["sha256"], **meta)
+
+
+def update(names: Iterable[str] = ()) -> Lock:
+    """Re-pin ``names`` (all training packages when empty) to what the registries serve now."""
+    wanted = set(names)
+    try:
+        lock = load_lock()
+    except Exception:
+        lock = Lock([], {}, "", lock_path())
+    out = []
+    for registry, name in training_packages():
+        old = lock.get(registry, name)
+        if old is not None and wanted and name not in wanted:
+            out.append(old)
+            continue
+        new = pin(registry, name)
+        print(f"{registry} {name}: {old.version if old else '-'} -> {new.version} sha256 {new.sha256[:12]}...",
+              file=sys.stderr)
+        out.append(new)
+    lock.packages = out
+    return lock
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m mmembed.data.lock", description=__doc__.split("\n\n")[0])
+    g = ap.add_mutually_exclusive_group(required=True)
+    g.add_argument("--show", action="store_true", help="print the pinned packages")
+    g.add_argument("--update", nargs="*", metavar="NAME", help="re-pin (all or the named) packages")
+    g.add_argument("--record", action="store_true", help="build the training sets and record their digests")
+    g.add_argument("--check", action="store_true", help="build the training sets and compare their digests")
+    args = ap.parse_args(argv)
+    if args.show:
+        lock = load_lock()
+        for p in lock.packages:
+            print(f"{p.registry:4} {p.name:45} {p.version:28} {p.sha256}  {p.license}")
+        return 0
+    if args.update is not None:
+        path = update(args.update).save()
+        print(f"wrote {path}; rebuild and run `python -m mmembed.data.lock --record` to store the new digests")
+        return 0
+    from .training_sets import build_training_set, training_set_digests
+
+    ts = build_training_set(rebuild=True)  # render again from the (cached, hash-checked) packages
+    got = training_set_digests(ts)
+    lock = load_lock()
+    if args.record:
+        lock.digests["training_set"] = got
+        lock.digests["render_versions"] = render_versions()
+        lock.save()
+        print(f"recorded the training-set digests in {lock.path}")
+        return 0
+    problems = compare_digests(lock.digests.get("training_set", {}), got, what="training set")
+    if problems:
+        print("the rebuilt training set differs from the lock's record:\n  " + "\n  ".join(problems)
+              + f"\n(renderer now {render_versions()}, when recorded {lock.digests.get('render_versions')})",
+              file=sys.stderr)
+        return 1
+    print(f"the rebuilt training set is identical to the lock's record ({got['all']['sha256'][:16]}..., "
+          f"{got['all']['images']} images)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
