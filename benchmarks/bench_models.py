@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_quality import RESULTS, load_average, run_header, write_json  # noqa: E402
+from bench_quality import RESULTS, load_average, run_header, update_results, write_json  # noqa: E402
 
 #: label -> what is loaded (a registered name, or a model folder inside the package)
 MODELS: dict[str, str] = {
@@ -65,6 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--out", type=Path, default=RESULTS / "models.json")
+    ap.add_argument("--datasets", nargs="+", default=None,
+                    help="score only these sets of each model's list (default: all of them)")
+    ap.add_argument("--update", action="store_true",
+                    help="replace only the rows of the sets scored here in the existing --out file "
+                         "(recorded under 'updates')")
     args = ap.parse_args(argv)
 
     load_start = load_average()
@@ -91,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         if label in FULL:
             sets += ["tuxpaint-mixed", "python-faq"]
         sets.append(tuxpaint_xling(languages=CROSS_LINGUAL))
+        if args.datasets:
+            sets = [spec for spec in sets if (spec if isinstance(spec, str) else spec.name) in args.datasets]
         t0 = time.perf_counter()
         rows = evaluate_sets(enc, sets, batch_size=args.batch_size,
                              uninstructed=UNINSTRUCTED if label in FULL else ())
@@ -106,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
                "metric_notes": "R@k is success@k; ties count as their expectation over random order; exact dense "
                                "search in numpy; captions equal under normalize_caption are one caption.",
                "seconds": round(time.perf_counter() - started, 1), "models": models}
+    if args.update:
+        scored = {r["dataset"] for m in models.values() for r in m["rows"]}
+        payload = update_results(args.out, payload, scored,
+                                 lambda old, new: [(old["models"][k], new["models"][k], "rows") for k in new["models"]])
     print(f"wrote {write_json(args.out, payload)}")
     return 0
 

@@ -86,6 +86,37 @@ def write_json(path: Path, payload: dict[str, Any]) -> Path:
     return path
 
 
+def splice_rows(old: list[dict[str, Any]], new: list[dict[str, Any]], datasets: set[str]) -> list[dict[str, Any]]:
+    """``old`` with the rows of ``datasets`` replaced by ``new``'s, in the place the first of them stood."""
+    out: list[dict[str, Any]] = []
+    placed = False
+    for row in old:
+        if row["dataset"] in datasets:
+            if not placed:
+                out += new
+                placed = True
+        else:
+            out.append(row)
+    return out if placed else out + new
+
+
+def update_results(path: Path, payload: dict[str, Any], datasets: set[str], rows_of: Any) -> dict[str, Any]:
+    """``--update``: re-measured sets replace only their own rows in the results file at ``path``; every other
+    row, and the header of the run that measured it, stays. The run is recorded under ``updates`` (its date,
+    command, machine, load and sets), and the figures renderer names it beside the original run.
+
+    ``rows_of(data)`` yields ``(old_rows_holder, key)`` pairs: where the rows live in the file and in ``payload``.
+    """
+    if not path.is_file():
+        raise SystemExit(f"--update needs an existing {path}; run without --update first")
+    old = json.loads(path.read_text(encoding="utf-8"))
+    for holder, new_holder, key in rows_of(old, payload):
+        holder[key] = splice_rows(holder[key], new_holder[key], datasets)
+    note = {k: payload[k] for k in ("date", "command", "machine", "load_average") if k in payload}
+    old.setdefault("updates", []).append({**note, "datasets": sorted(datasets)})
+    return old
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--encoder", default="default", help="encoder name or directory (default: mmembed-mini)")
@@ -98,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None,
                     help="torch threads (default: torch's choice; 1 is much faster on an oversubscribed CPU)")
     ap.add_argument("--out", type=Path, default=RESULTS / "quality.json")
+    ap.add_argument("--update", action="store_true",
+                    help="replace only the --datasets rows in the existing --out file (recorded under 'updates')")
     args = ap.parse_args(argv)
 
     import mmembed
@@ -137,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
                         "over random order, so 'chance' is exact chance level; exact dense search in numpy.",
         "results": [r.as_dict() for r in results],
     }
+    if args.update:
+        payload = update_results(args.out, payload, {d["name"] for d in sets},
+                                 lambda old, new: [(old, new, "results")])
     out = write_json(args.out, payload)
     print(format_table(results))
     print(f"wrote {out}", file=sys.stderr)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_quality import load_average, run_header, write_json  # noqa: E402
+from bench_quality import load_average, run_header, update_results, write_json  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_SETS = ("tuxpaint", "python-faq")
@@ -84,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ablations", action="store_true", help="also run the default reranker without each signal, and with image views")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--out", type=Path, default=RESULTS / "rerank.json")
+    ap.add_argument("--update", action="store_true",
+                    help="replace only the --datasets rows in the existing --out file (recorded under 'updates')")
     args = ap.parse_args(argv)
 
     import mmembed
@@ -132,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(time.perf_counter() - started, 1),
         "results": rows,
     }
+    if args.update:
+        payload = update_results(args.out, payload, {r["dataset"] for r in rows},
+                                 lambda old, new: [(old, new, "results")])
     print(f"wrote {write_json(args.out, payload)}", file=sys.stderr)
     return 0
 

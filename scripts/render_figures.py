@@ -90,9 +90,20 @@ def run_line(data: dict[str, Any], *, what: str = "Measured") -> str:
                 if start is not None and end is not None else "")
     threads = data.get("torch_threads", m.get("torch_threads"))
     threads_txt = f", {threads} thread{'s' if threads != 1 else ''}" if threads else ""
-    return (f"{what} on {data['date'][:10]} on a shared {m.get('cores', '?')}-core {m.get('cpu', '?')} "
+    line = (f"{what} on {data['date'][:10]} on a shared {m.get('cores', '?')}-core {m.get('cpu', '?')} "
             f"(CPU only{load_txt}), torch {m.get('torch', '?')}{threads_txt}, python {m.get('python', '?')}: "
             f"`{data['command']}`")
+    return line + "".join(updated_line(u) for u in data.get("updates", []))
+
+
+def updated_line(update: dict[str, Any]) -> str:
+    """"; the X rows re-measured on DATE (load ...) with `command`" for a run that replaced some sets' rows
+    (the benchmarks' ``--update``)."""
+    load = update.get("load_average") or {}
+    start = (load.get("start") or [None])[0]
+    load_txt = f", load average {start:.1f} at the start" if start is not None else ""
+    sets = ", ".join(update.get("datasets", []))
+    return f"; the {sets} rows re-measured on {update['date'][:10]}{load_txt}: `{update['command']}`"
 
 
 def _rows(data: dict[str, Any], model: str) -> list[dict[str, Any]]:
