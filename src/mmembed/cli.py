@@ -46,7 +46,8 @@ def open_store(db: Path, collection: str, url: str | None, host: str | None, por
 
 @app.command()
 def index(
-    path: Annotated[Path, typer.Argument(help="A folder of images (captions in sidecar .txt files) or a .jsonl/.csv manifest.")],
+    path: Annotated[Path, typer.Argument(help="A folder of images (captions in sidecar .txt files), PDFs, HTML, Markdown "
+                                         "and SVG files, one such file, or a .jsonl/.csv manifest.")],
     db: DbOpt = Path("mmembed_db"),
     collection: CollectionOpt = "mmembed",
     url: UrlOpt = None,
@@ -87,6 +88,15 @@ def index(
         raise typer.Exit(code=code)
 
     try:
+        from .documents.cli import run_index, wants_documents
+
+        entries = wants_documents(path, ocr, recursive)
+        if entries is not None:  # PDFs, HTML, Markdown, SVG or --ocr: the documents path (per-format summary)
+            store = open_store(db, collection, url, host, port, encoder)
+            run_index(entries, path, store, db=db, server=bool(url or host), assets=assets, ocr=ocr, dpi=dpi,
+                      granularity=granularity, max_pages=max_pages, batch_size=batch_size, strict=strict,
+                      replace_changed=replace_changed, recursive=recursive)
+            return
         docs = read_source(path, recursive=recursive)
         if not docs:
             _fail(f"no images or rows found in {path}")
@@ -159,7 +169,9 @@ def search(
         return
     for rank, h in enumerate(hits, start=1):
         score = f"{h.score:.3f}" + (f" rerank {h.rerank_score:.3f}" if h.rerank_score is not None else "")
-        where = h.uris[0] if h.uris else h.id[:12]
+        from .documents.cli import hit_location
+
+        where = hit_location(h.metadata) or (h.uris[0] if h.uris else h.id[:12])
         text = (h.document or "").replace("\n", " ")
         typer.echo(f"{rank:>3}. {score}  {where}  {text[:80]}")
 
