@@ -60,8 +60,16 @@ def index(
     replace_changed: Annotated[bool, typer.Option(
         "--replace-changed", help="A file whose image or caption changed since it was indexed replaces its old "
         "record (matched by its 'source' path), instead of leaving it beside the new one.")] = False,
+    ocr: Annotated[bool, typer.Option("--ocr", help="Also OCR standalone images (~1.5 s each); PDF pages without "
+                                      "a text layer are always OCRed.")] = False,
+    assets: Annotated[Optional[Path], typer.Option("--assets", help="Directory for rendered PDF pages and SVGs "
+                                                   "(default: DB_assets beside --db; required with a server).")] = None,
+    dpi: Annotated[float, typer.Option("--dpi", min=10, max=600, help="PDF page render resolution.")] = 100.0,
+    granularity: Annotated[str, typer.Option("--granularity", help="PDF records: 'page' (page image + text) or "
+                                             "'block' (text chunks with the page's figures).")] = "page",
+    max_pages: Annotated[int, typer.Option("--max-pages", min=1, help="Refuse PDFs with more pages.")] = 2000,
 ) -> None:
-    """Index a folder or manifest. Re-running is cheap: content already indexed is not embedded again.
+    """Index a folder (images, PDFs, HTML, Markdown, SVG), one document, or a manifest. Re-running is cheap: content already indexed is not embedded again.
 
     Records are written chunk by chunk, so an interrupted run keeps what it finished and a re-run resumes.
     Records are keyed by content, so an edited file adds a new record; --replace-changed removes the old one
