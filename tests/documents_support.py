@@ -27,7 +27,7 @@ def text_image(path: Path | None, lines: list[str], size: tuple[int, int] = (900
 
 
 def make_pdf(path: Path, pages: list[str | None], *, scanned: dict[int, list[str]] | None = None,
-             figure: Path | None = None, password: str | None = None, page_size: tuple[float, float] | None = None
+             figure: Path | Image.Image | None = None, password: str | None = None, page_size: tuple[float, float] | None = None
              ) -> Path:
     """A PDF with one page per entry: text (``str``) or, for ``None``, only a picture of text (``scanned``)."""
     from fpdf import FPDF
@@ -42,7 +42,7 @@ def make_pdf(path: Path, pages: list[str | None], *, scanned: dict[int, list[str
             pdf.set_xy(50, 60)
             pdf.multi_cell(480, 18, text)
             if figure is not None and i == 0:
-                pdf.image(str(figure), x=50, y=300, w=200)
+                pdf.image(figure if isinstance(figure, Image.Image) else str(figure), x=50, y=300, w=200)
         else:
             img = text_image(None, scanned.get(i, ["scanned page"]), size=(1200, 300), font_size=48)
             tmp = path.with_name(f".{path.stem}-scan{i}.png")

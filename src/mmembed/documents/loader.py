@@ -316,15 +316,11 @@ def _read(entry: FileEntry, limit: int) -> bytes:
         raise DocumentError(f"{entry.source} cannot be read: {exc}") from None
 
 
-def _load_pdf(entry: FileEntry, doc: Document, options: LoadOptions, assets: Assets | None,
+def _load_pdf(entry: FileEntry, doc: Document, pdf: Any, options: LoadOptions, assets: Assets,
               report: LoadReport | None) -> Iterator[DocumentChunk]:
     from .ocr import ocr_text
-    from .pdf import iter_pages, open_pdf
+    from .pdf import iter_pages
 
-    if assets is None:
-        raise DocumentError(f"PDF {entry.source}: an assets directory is needed for the rendered pages")
-    pdf = open_pdf(entry.path, entry.source, max_pages=options.max_pages)
-    doc.pages = len(pdf)
     count = options.count_tokens or estimate_tokens
     long_pages = 0
     n_chunk = 0
@@ -441,7 +437,13 @@ def load_file(entry: FileEntry | str | os.PathLike[str], *, options: LoadOptions
     doc = Document(path=str(entry.path), source=entry.source, format=entry.format, sha256=digest)
     fmt = entry.format
     if fmt == "pdf":
-        return doc, _load_pdf(entry, doc, options, assets, report)
+        from .pdf import open_pdf
+
+        if assets is None:
+            raise DocumentError(f"PDF {entry.source}: an assets directory is needed for the rendered pages")
+        pdf = open_pdf(entry.path, entry.source, max_pages=options.max_pages)
+        doc.pages = len(pdf)
+        return doc, _load_pdf(entry, doc, pdf, options, assets, report)
     if fmt == "image":
         return doc, iter(_load_image(entry, doc, options, report))
     if fmt == "svg":
