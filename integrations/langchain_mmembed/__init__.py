@@ -4,6 +4,7 @@
   ``langchain_chroma.Chroma.add_images`` / ``similarity_search_by_image``) and image+text documents.
 * :class:`MMEmbedRetriever` -- a ``BaseRetriever`` over an mmembed store, text or image queries, optional rerank.
 * :class:`MMEmbedRerank` -- a ``BaseDocumentCompressor`` for ``ContextualCompressionRetriever``.
+* :class:`MMEmbedLoader` -- a ``BaseLoader``: PDFs, HTML, Markdown, SVG and images as Documents.
 
 Documents carry their images as locations in ``metadata["image"]`` (a path/URI, or a list of them).
 """
@@ -16,12 +17,14 @@ from langchain_mmembed.documents import (
     query_to_input,
 )
 from langchain_mmembed.embeddings import MMEmbedEmbeddings
+from langchain_mmembed.loaders import MMEmbedLoader
 from langchain_mmembed.rerank import MMEmbedRerank
 from langchain_mmembed.retrievers import MMEmbedRetriever
 
 __all__ = [
     "IMAGE_KEY",
     "MMEmbedEmbeddings",
+    "MMEmbedLoader",
     "MMEmbedRerank",
     "MMEmbedRetriever",
     "add_interleaved_documents",
