@@ -634,6 +634,20 @@ def tuxpaint_mixed(**kwargs: Any) -> EvalDataset:
     return build(**kwargs)
 
 
+def asymptote_figure_page(**kwargs: Any) -> EvalDataset:
+    """Asymptote manual: HTML figure (image alone) -> the PDF page printing it (page image+text, text only, ...)."""
+    from .document_sets import asymptote_figure_page as build  # document sets live in their own module
+
+    return build(**kwargs)
+
+
+def asymptote_title_figure(**kwargs: Any) -> EvalDataset:
+    """Asymptote manual: section title -> the figures under it (images alone), beside an alt-text baseline."""
+    from .document_sets import asymptote_title_figure as build
+
+    return build(**kwargs)
+
+
 DATASETS: dict[str, Builder] = {
     "tuxpaint": tuxpaint,
     "tuxpaint-xling": tuxpaint_xling,
@@ -642,6 +656,8 @@ DATASETS: dict[str, Builder] = {
     "fashion-mnist-inverted": fashion_mnist_inverted,
     "emoji-composed": emoji_composed,
     "python-faq": python_faq,
+    "asymptote-figure-page": asymptote_figure_page,
+    "asymptote-title-figure": asymptote_title_figure,
 }
 
 
