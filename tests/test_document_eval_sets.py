@@ -48,7 +48,7 @@ def test_mmembed_eval_runs_a_capped_slice_with_the_default_model() -> None:
     from mmembed.cli import app
 
     _load("asymptote-title-figure", limit=2)  # fetch (or skip) before the CLI run
-    res = CliRunner().invoke(app, ["eval", "asymptote-figure-page", "asymptote-title-figure", "--limit", "6",
+    res = CliRunner().invoke(app, ["eval", "asymptote-figure-page", "asymptote-title-figure", "--limit", "3",
                                    "--json"])
     assert res.exit_code == 0, res.output
     rows = json.loads(res.stdout)["results"]
@@ -60,4 +60,4 @@ def test_mmembed_eval_runs_a_capped_slice_with_the_default_model() -> None:
     for r in rows:
         assert all(0.0 <= v <= 1.0 for k, v in r["metrics"].items() if k.startswith(("R@", "MRR", "nDCG")))
     page_rows = [r for r in rows if r["dataset"] == "asymptote-figure-page" and r["system"] == enc]
-    assert all(r["queries"] == 6 and r["documents"] <= 6 * 2 + 18 for r in page_rows)  # OCR on <= 30 pages
+    assert all(r["queries"] == 3 and r["documents"] <= 3 * 2 + 9 for r in page_rows)  # OCR on <= 15 pages
