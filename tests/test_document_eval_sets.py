@@ -25,7 +25,7 @@ def _load(name: str, **kw: object):  # type: ignore[no-untyped-def]
 
 @pytest.mark.network_data
 def test_asymptote_sets_are_honest() -> None:
-    full = _load("asymptote-figure-page", ocr=False)
+    full = _load("asymptote-figure-page")
     [mm, text, img] = full.subsets
     assert [s.name for s in full.subsets] == ["figure->page (page image+text)", "figure->page (page text only)",
                                              "figure->page (page image only)"]
@@ -48,16 +48,18 @@ def test_mmembed_eval_runs_a_capped_slice_with_the_default_model() -> None:
     from mmembed.cli import app
 
     _load("asymptote-title-figure", limit=2)  # fetch (or skip) before the CLI run
-    res = CliRunner().invoke(app, ["eval", "asymptote-figure-page", "asymptote-title-figure", "--limit", "3",
-                                   "--json"])
+    res = CliRunner().invoke(app, ["eval", "asymptote-figure-page", "asymptote-figure-page-ocr",
+                                   "asymptote-title-figure", "--limit", "3", "--json"])
     assert res.exit_code == 0, res.output
     rows = json.loads(res.stdout)["results"]
     subsets = {(r["dataset"], r["subset"], r["system"]) for r in rows}
     enc = next(r["system"] for r in rows if r["system"].startswith("mmembed"))
-    for name in ("page image+text", "page text only", "page image only", "page image+OCR text"):
+    for name in ("page image+text", "page text only", "page image only"):
         assert ("asymptote-figure-page", f"figure->page ({name})", enc) in subsets
+    for name in ("page image+text", "page image+OCR text"):
+        assert ("asymptote-figure-page-ocr", f"figure->page ({name})", enc) in subsets
     assert ("asymptote-title-figure", "title->figure (image only)", enc) in subsets
     for r in rows:
         assert all(0.0 <= v <= 1.0 for k, v in r["metrics"].items() if k.startswith(("R@", "MRR", "nDCG")))
-    page_rows = [r for r in rows if r["dataset"] == "asymptote-figure-page" and r["system"] == enc]
+    page_rows = [r for r in rows if r["dataset"].startswith("asymptote-figure-page") and r["system"] == enc]
     assert all(r["queries"] == 3 and r["documents"] <= 3 * 2 + 9 for r in page_rows)  # OCR on <= 15 pages

@@ -641,6 +641,13 @@ def asymptote_figure_page(**kwargs: Any) -> EvalDataset:
     return build(**kwargs)
 
 
+def asymptote_figure_page_ocr(**kwargs: Any) -> EvalDataset:
+    """Asymptote manual: figure -> PDF page, pages as image + OCR text vs image + text layer (OCR cached)."""
+    from .document_sets import asymptote_figure_page_ocr as build
+
+    return build(**kwargs)
+
+
 def asymptote_title_figure(**kwargs: Any) -> EvalDataset:
     """Asymptote manual: section title -> the figures under it (images alone), beside an alt-text baseline."""
     from .document_sets import asymptote_title_figure as build
@@ -657,6 +664,7 @@ DATASETS: dict[str, Builder] = {
     "emoji-composed": emoji_composed,
     "python-faq": python_faq,
     "asymptote-figure-page": asymptote_figure_page,
+    "asymptote-figure-page-ocr": asymptote_figure_page_ocr,
     "asymptote-title-figure": asymptote_title_figure,
 }
 
