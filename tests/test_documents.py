@@ -68,6 +68,10 @@ def test_pdf_block_granularity_splits_text_and_keeps_embedded_figures(tmp_path: 
     assert len(figures) == 1  # the embedded picture, extracted as its own asset
     with Image.open(figures[0]) as im:
         assert im.size == (300, 150)
+    # page granularity with pdf_figures: the page record, then the figure on its own
+    page, figure = _load(pdf, tmp_path, pdf_figures=True, dpi=50)
+    assert page.metadata["page"] == figure.metadata["page"] == 1 and figure.metadata["figure"] == 0
+    assert figure.images == figures and figure.text == "" and figure.metadata["page_image"] == page.images[0]
 
 
 def test_scanned_pdf_page_is_read_by_ocr(tmp_path: Path) -> None:

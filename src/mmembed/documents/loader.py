@@ -350,6 +350,12 @@ def _load_pdf(entry: FileEntry, doc: Document, pdf: Any, options: LoadOptions, a
                 meta.update(chunk=n_chunk, images=[str(asset)])
                 yield DocumentChunk(chunk_id(entry.source, f"page:{page.number}", text, [digest]), parts, meta)
                 n_chunk += 1
+                for k, fig in enumerate(page.figures):  # pdf_figures=True: each embedded figure on its own
+                    fpath, fdigest = assets.put_image(fig)
+                    fmeta = dict(meta, chunk=n_chunk, figure=k, images=[str(fpath)], page_image=str(asset))
+                    yield DocumentChunk(chunk_id(entry.source, f"page:{page.number}:figure:{k}", "", [fdigest]),
+                                        [{"type": "image", "image": str(fpath)}], fmeta)
+                    n_chunk += 1
                 continue
             blocks: list[Block] = [Text(p) for p in text.split("\n\n")] if text else []
             for fig in page.figures:
