@@ -69,7 +69,7 @@ def index(
                                              "'block' (text chunks with the page's figures).")] = "page",
     max_pages: Annotated[int, typer.Option("--max-pages", min=1, help="Refuse PDFs with more pages.")] = 2000,
 ) -> None:
-    """Index a folder (images, PDFs, HTML, Markdown, SVG), one document, or a manifest. Re-running is cheap: content already indexed is not embedded again.
+    """Index a folder (images, PDFs, HTML, Markdown, SVG), one document, or a manifest. Re-running is cheap.
 
     Records are written chunk by chunk, so an interrupted run keeps what it finished and a re-run resumes.
     Records are keyed by content, so an edited file adds a new record; --replace-changed removes the old one
