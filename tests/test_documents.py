@@ -287,3 +287,22 @@ def test_listing_sniffs_content_and_reports_other_files(tmp_path: Path) -> None:
         LoadOptions(granularity="sentence")  # type: ignore[arg-type]
     doc, chunks = load_file(entries[1], assets=tmp_path / "assets")
     assert doc.pages == 1 and doc.format == "pdf" and len(list(chunks)) == 1
+
+
+def test_cli_indexes_one_document_and_refuses_bad_options(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mmembed.cli import app
+
+    pdf = make_pdf(tmp_path / "one.pdf", ["Only page of this file."])
+    runner = CliRunner()
+    base = ["--db", str(tmp_path / "db"), "-e", "reliability.toy_plugin:toy"]
+    bad = runner.invoke(app, ["index", str(pdf), *base, "--granularity", "sentence"])
+    assert bad.exit_code == 2 and "granularity must be 'page' or 'block'" in bad.output
+    res = runner.invoke(app, ["index", str(pdf), *base, "--dpi", "20"])
+    assert res.exit_code == 0, res.output
+    assert "pdf       1 documents, 1 chunks, 1 pages, 1 images, 0 skipped" in res.stdout
+    assert (tmp_path / "db_assets").is_dir()
+    capped = runner.invoke(app, ["index", str(make_pdf(tmp_path / "two.pdf", ["a", "b"])), *base, "--max-pages", "1",
+                                 "--strict"])
+    assert capped.exit_code == 2 and "two.pdf has 2 pages, over the cap of 1" in capped.output
