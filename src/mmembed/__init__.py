@@ -35,6 +35,10 @@ _LAZY = {
     "load_reranker": "mmembed.rerankers.registry",
     "Pipeline": "mmembed.pipeline",
     "retrieve": "mmembed.pipeline",
+    "load_documents": "mmembed.documents",
+    "LoadOptions": "mmembed.documents",
+    "DocumentChunk": "mmembed.documents",
+    "DocumentError": "mmembed.documents",
 }
 
 
@@ -66,6 +70,10 @@ __all__ = [
     "TextPart",
     "coerce",
     "coerce_many",
+    "DocumentChunk",
+    "DocumentError",
+    "LoadOptions",
+    "load_documents",
     "get_task",
     "image",
     "list_tasks",

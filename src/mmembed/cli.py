@@ -47,7 +47,8 @@ def open_store(db: Path, collection: str, url: str | None, host: str | None, por
 
 @app.command()
 def index(
-    path: Annotated[Path, typer.Argument(help="A folder of images (captions in sidecar .txt files) or a .jsonl/.csv manifest.")],
+    path: Annotated[Path, typer.Argument(help="A folder of images (captions in sidecar .txt files), PDFs, HTML, Markdown "
+                                         "and SVG files, one such file, or a .jsonl/.csv manifest.")],
     db: DbOpt = Path("mmembed_db"),
     collection: CollectionOpt = "mmembed",
     url: UrlOpt = None,
@@ -66,8 +67,16 @@ def index(
     ray_actors: Annotated[Optional[int], typer.Option("--ray-actors", min=1, help="Encoder actors (default: one per GPU asked for, else one per two CPUs).")] = None,
     ray_cpus: Annotated[Optional[float], typer.Option("--ray-cpus-per-actor", min=0.01, help="CPUs each encoder actor reserves (fractions allowed).")] = None,
     ray_gpus: Annotated[float, typer.Option("--ray-gpus-per-actor", min=0, help="GPUs each encoder actor reserves.")] = 0.0,
+    ocr: Annotated[bool, typer.Option("--ocr", help="Also OCR standalone images (~1.5 s each); PDF pages without "
+                                      "a text layer are always OCRed.")] = False,
+    assets: Annotated[Optional[Path], typer.Option("--assets", help="Directory for rendered PDF pages and SVGs "
+                                                   "(default: DB_assets beside --db; required with a server).")] = None,
+    dpi: Annotated[float, typer.Option("--dpi", min=10, max=600, help="PDF page render resolution.")] = 100.0,
+    granularity: Annotated[str, typer.Option("--granularity", help="PDF records: 'page' (page image + text) or "
+                                             "'block' (text chunks with the page's figures).")] = "page",
+    max_pages: Annotated[int, typer.Option("--max-pages", min=1, help="Refuse PDFs with more pages.")] = 2000,
 ) -> None:
-    """Index a folder or manifest. Re-running is cheap: content already indexed is not embedded again.
+    """Index a folder (images, PDFs, HTML, Markdown, SVG), one document, or a manifest. Re-running is cheap.
 
     Records are written chunk by chunk, so an interrupted run keeps what it finished and a re-run resumes.
     Records are keyed by content, so an edited file adds a new record; --replace-changed removes the old one
@@ -108,6 +117,15 @@ def index(
 
     skip_logger.disabled = True  # each skip is reported once, by report_skipped(), not also by the store's log
     try:
+        from .documents.cli import run_index, wants_documents
+
+        entries = wants_documents(path, ocr, recursive)
+        if entries is not None:  # PDFs, HTML, Markdown, SVG or --ocr: the documents path (per-format summary)
+            store = open_store(db, collection, url, host, port, encoder)
+            run_index(entries, path, store, db=db, server=bool(url or host), assets=assets, ocr=ocr, dpi=dpi,
+                      granularity=granularity, max_pages=max_pages, batch_size=batch_size, strict=strict,
+                      replace_changed=replace_changed, recursive=recursive)
+            return
         docs = read_source(path, recursive=recursive)
         if not docs:
             _fail(f"no images or rows found in {path}")
@@ -194,7 +212,9 @@ def search(
         return
     for rank, h in enumerate(hits, start=1):
         score = f"{h.score:.3f}" + (f" rerank {h.rerank_score:.3f}" if h.rerank_score is not None else "")
-        where = h.uris[0] if h.uris else h.id[:12]
+        from .documents.cli import hit_location
+
+        where = hit_location(h.metadata) or (h.uris[0] if h.uris else h.id[:12])
         text = (h.document or "").replace("\n", " ")
         typer.echo(f"{rank:>3}. {score}  {where}  {text[:80]}")
 

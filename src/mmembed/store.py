@@ -486,6 +486,143 @@ class Store:
         result.added.extend(rids)
         return result
 
+    def add_document(
+        self,
+        records: Iterable[tuple[str | None, Any, Mapping[str, Any] | None]],
+        *,
+        source: str,
+        version: str,
+        batch_size: int = 32,
+        replace: bool = False,
+        write_batch: int | None = None,
+    ) -> AddResult:
+        """Write the records ``(id or None, item, metadata)`` of one document together.
+
+        Records stream in (a PDF renders page by page): each batch is embedded, its decoded images freed, and
+        the vectors kept until the document ends; then all its records go to Chroma in **one upsert** (when
+        they fit in Chroma's batch limit, else in pieces of ``write_batch``). So an interrupted or failed
+        document leaves nothing (or, past the batch limit, a part that a re-run completes: records are keyed
+        by content and the re-run embeds only those missing).
+
+        Metadata must carry ``source`` (= ``source``) and ``doc_sha256`` (= ``version``); the store adds
+        ``chunks`` (the document's record count) once the document is complete, so a re-run skips a document
+        whose ``chunks`` records of this version are all stored, without reading it again. ``replace=True``
+        deletes the source's records that the new version no longer has, once it is written.
+        """
+        where_doc = {"$and": [{"source": source}, {"doc_sha256": version}]}
+        with self._guard():
+            found = self.collection.get(where=where_doc, include=["metadatas"])
+        result = AddResult()
+        if found["ids"] and all((m or {}).get("chunks") == len(found["ids"]) for m in found["metadatas"] or []):
+            result.unchanged.extend(found["ids"])
+            if replace:
+                result.replaced.extend(self._drop_others(source, set(found["ids"])))
+            return result
+        limit = write_batch or self._max_batch()
+        pending: list[tuple[str, np.ndarray, Interleaved, dict[str, Any]]] = []
+        order: list[str] = []
+        stored_meta: dict[str, dict[str, Any]] = {}  # records already there (or written early): id -> metadata
+        written: list[str] = []
+
+        def flush() -> None:
+            if not pending:
+                return
+            with self._guard():
+                self.collection.upsert(
+                    ids=[p[0] for p in pending], embeddings=np.stack([p[1] for p in pending]),
+                    documents=[p[2].text or None for p in pending],
+                    uris=[(p[2].image_uris[0] if p[2].image_uris else None) for p in pending],
+                    metadatas=[p[3] for p in pending])
+            for rid, _, _, meta in pending:
+                written.append(rid)
+                stored_meta[rid] = dict(meta)
+            pending.clear()
+
+        def embed(batch: list[tuple[str, Interleaved, dict[str, Any]]]) -> None:
+            if not batch:
+                return
+            with self._guard():
+                existing = self.collection.get(ids=[b[0] for b in batch], include=["metadatas"])
+            same = {rid: dict(m or {}) for rid, m in zip(existing["ids"], existing["metadatas"] or [])}
+            new = []
+            for rid, item, meta in batch:
+                old = same.get(rid)
+                if old is not None and old.get(_K_HASH) == meta[_K_HASH]:
+                    stored_meta[rid] = old
+                    result.unchanged.append(rid)
+                else:
+                    new.append((rid, item, meta))
+            if new:
+                vectors = self.encoder.encode_documents([n[1] for n in new], batch_size=batch_size,
+                                                        show_progress=False)
+                for (rid, item, meta), vec in zip(new, vectors):
+                    for p in item.images:
+                        p.unload()
+                    pending.append((rid, vec, item, meta))
+                    result.added.append(rid)
+            if len(pending) >= limit:
+                flush()
+
+        try:
+            batch: list[tuple[str, Interleaved, dict[str, Any]]] = []
+            seen: set[str] = set()
+            for index, (given, value, meta) in enumerate(records):
+                rid, item, record_meta = self._prepare(value, index, given or None,
+                                                       {**(meta or {}), "source": source, "doc_sha256": version})
+                if rid in seen:
+                    continue
+                seen.add(rid)
+                order.append(rid)
+                batch.append((rid, item, record_meta))
+                if len(batch) >= batch_size:
+                    embed(batch)
+                    batch = []
+            embed(batch)
+            for _, _, _, meta in pending:
+                meta["chunks"] = len(order)
+            if len(pending) > limit:
+                while pending:
+                    rest = pending[limit:]
+                    del pending[limit:]
+                    flush()
+                    pending.extend(rest)
+            flush()
+        except BaseException:
+            # a document is written whole or not at all: undo what this call wrote (a SIGKILL cannot run this;
+            # the re-run then completes the document)
+            if written:
+                try:
+                    with self._guard():
+                        self.collection.delete(ids=written)
+                except Exception:  # noqa: BLE001 - the original error matters more
+                    logger.warning("could not remove the partial records of %s", source)
+            raise
+        stale = [rid for rid in order if stored_meta.get(rid, {}).get("chunks") != len(order)
+                 or stored_meta.get(rid, {}).get("doc_sha256") != version]
+        if stale:
+            with self._guard():
+                self.collection.update(ids=stale, metadatas=[
+                    {**stored_meta[r], "chunks": len(order), "doc_sha256": version} for r in stale])
+            result.updated.extend(r for r in stale if r not in written)
+        if replace:
+            result.replaced.extend(self._drop_others(source, set(order)))
+        return result
+
+    def _drop_others(self, source: str, keep: set[str]) -> list[str]:
+        with self._guard():
+            ids = self.collection.get(where={"source": source}, include=[])["ids"]
+        stale = [r for r in ids if r not in keep]
+        if stale:
+            with self._guard():
+                self.collection.delete(ids=stale)
+        return stale
+
+    def _max_batch(self) -> int:
+        try:
+            return max(1, int(self._client.get_max_batch_size()))
+        except Exception:  # noqa: BLE001 - older clients: Chroma's documented default
+            return 5000
+
     def add_vectors(
         self,
         ids: Sequence[str],

@@ -19,7 +19,7 @@ import io
 import os
 from typing import Any
 
-from llama_index.core.schema import BaseNode, ImageNode, MetadataMode, QueryBundle
+from llama_index.core.schema import BaseNode, ImageDocument, ImageNode, MetadataMode, QueryBundle
 
 from mmembed import ImagePart, InputError, Interleaved, coerce, image
 from mmembed.errors import describe
@@ -71,11 +71,12 @@ def query_input(bundle: QueryBundle | str, *, use_embedding_strs: bool = True, w
 
 def node_input(node: BaseNode, *, metadata_mode: MetadataMode = MetadataMode.EMBED,
                where: str | None = None) -> Interleaved:
-    """A node as an mmembed item: an ``ImageNode``'s image (base64 ``image``, else ``image_path``, else
-    ``image_url``) followed by its text; any other node as its text (``get_content(metadata_mode)``)."""
+    """A node as an mmembed item: an ``ImageNode``'s (or ``ImageDocument``'s) image (base64 ``image``, else
+    ``image_path``, else ``image_url``) followed by its text; any other node as its text
+    (``get_content(metadata_mode)``)."""
     where = where or f"node {node.node_id!r}"
     parts: list[Any] = []
-    if isinstance(node, ImageNode):
+    if isinstance(node, (ImageNode, ImageDocument)):  # ImageDocument is no longer an ImageNode subclass
         if node.image:
             parts.append(_b64_image(node.image, where=f"{where} image"))
         elif node.image_path:

@@ -25,6 +25,7 @@ import os
 from collections.abc import Callable
 
 from .base import DatasetError, EvalDataset, Pool, Subset, normalize_caption, sample_indices
+from .documents import asymptote_figure_page, asymptote_figure_page_ocr, asymptote_title_figure
 from .emoji import emoji_composed
 from .fashion import FASHION_MNIST_CLASSES, fashion_mnist, fashion_mnist_inverted
 from .faq import parse_faq_html, python_faq
@@ -52,6 +53,9 @@ DATASETS: dict[str, Builder] = {
     "fashion-mnist-inverted": fashion_mnist_inverted,
     "emoji-composed": emoji_composed,
     "python-faq": python_faq,
+    "asymptote-figure-page": asymptote_figure_page,
+    "asymptote-figure-page-ocr": asymptote_figure_page_ocr,
+    "asymptote-title-figure": asymptote_title_figure,
 }
 
 
