@@ -37,6 +37,10 @@ class StoreNotFoundError(MMEmbedError, LookupError):
     """A lookup named a database or collection that does not exist (lookups never create one)."""
 
 
+class DataFetchError(MMEmbedError):
+    """A registry package (evaluation or training data) could not be fetched, unpacked or verified."""
+
+
 class ModelLoadError(MMEmbedError):
     """A model directory or registry name could not be turned into a model."""
 

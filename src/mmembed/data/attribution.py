@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .lock import Lock, load_lock
+from .lockfile import Lock, load_lock
 
 ATTRIBUTION_FILE = Path(__file__).resolve().parent.parent / "models" / "ATTRIBUTION.md"
 #: the bundled models whose image towers were trained on the locked data

