@@ -831,6 +831,88 @@ def scale_store(res: Results) -> str:
     return "\n".join(lines)
 
 
+# ---- documents (bench_quality.py on the Asymptote sets -> documents_quality.json / documents_ocr_quality.json;
+# bench_documents.py -> documents.json) ---------------------------------------------------------------------------
+#: (first-column label, how the pool is indexed, results file, dataset, subset); "{docs}" is the row's pool size
+DOCUMENT_ROWS: tuple[tuple[str, str, str, str, str], ...] = (
+    ("figure -> PDF page ({docs} pages)", "page image + text layer (default record)", "documents_quality",
+     "asymptote-figure-page", "figure->page (page image+text)"),
+    ("", "page text only (text-only baseline)", "documents_quality", "asymptote-figure-page",
+     "figure->page (page text only)"),
+    ("", "page image only", "documents_quality", "asymptote-figure-page", "figure->page (page image only)"),
+    ("", "page image + OCR text", "documents_ocr_quality", "asymptote-figure-page-ocr",
+     "figure->page (page image+OCR text)"),
+    ("section title -> figures ({docs} figures)", "figure image only", "documents_quality", "asymptote-title-figure",
+     "title->figure (image only)"),
+    ("", "figure alt text only (text baseline)", "documents_quality", "asymptote-title-figure",
+     "title->figure (alt text only)"),
+)
+
+
+def _ocr_seconds_per_page(d: dict[str, Any]) -> float:
+    ocr = d["results"]["ocr"]
+    return float(ocr["seconds"]) / int(ocr["pages"])
+
+
+@block("readme.documents")
+def readme_documents(res: Results) -> str:
+    q, o, d = res("documents_quality"), res("documents_ocr_quality"), res("documents")
+    if q["encoder"] != o["encoder"]:
+        raise FigureError(f"documents_quality.json measured {q['encoder']}, documents_ocr_quality.json "
+                          f"{o['encoder']}: re-run one of them")
+    enc = q["encoder"]
+    lines = [f"A fixed sample of {q['limit']} queries per set (`--limit {q['limit']}`: the pool is their pages plus "
+             f"3 distractor pages each), encoder `{enc}`, one results file per run (commands in "
+             "[benchmarks/README.md](benchmarks/README.md)). " + run_line(q)
+             + " (`benchmarks/results/documents_quality.json`); the OCR row " + run_line(o, what="measured")
+             + " (`benchmarks/results/documents_ocr_quality.json`). Cells are R@1 / R@10 / nDCG@10:", "",
+             "| set | pages / figures indexed as | mmembed-mini | chance |", "|---|---|---|---|"]
+    for label, how, name, dset, sub in DOCUMENT_ROWS:
+        rows = res(name)["results"]
+        r = row(rows, dset, sub, enc)
+        first = label.format(docs=r["documents"])
+        lines.append(f"| {first + ' ' if first else ''}| {how} | {_cell(r)} | "
+                     f"{_cell(_opt_row(rows, dset, sub, 'chance'))} |")
+    ocr = d["results"]["ocr"]
+    lines += ["", f"OCR took {_ocr_seconds_per_page(d):.1f} s per page ({ocr['dpi']:g} dpi, CPU) in "
+              f"`bench_documents.py`'s run (`benchmarks/results/documents.json`, load average "
+              f"{d['load_average']['start'][0]:.1f} at the start); its text is cached after the first run."]
+    return "\n".join(lines)
+
+
+@block("bench.documents")
+def bench_documents(res: Results) -> str:
+    d = res("documents")
+    r = d["results"]
+    tl, rt, ocr, mi, peer = r["text_layer"], r["render_and_text"], r["ocr"], r["mmembed_index"], r["peer"]
+    ratios, mem = r["ratios"], r["memory_flat"]
+    if not peer.get("available"):
+        raise FigureError("documents.json has no peer run: install .[bench-documents] and re-run bench_documents.py")
+    read_ok = ocr["read_total_correctly"]
+    read = (f"all {read_ok} pages read correctly" if read_ok == ocr["pages"]
+            else f"{read_ok} of {ocr['pages']} pages read correctly")
+    vs_peer = ratios["mmembed_index_vs_peer_pages_per_s"]
+    return "\n".join([
+        run_line(d, what="Last run") + f" ({d['note']}), {mi['pages']} pages, "
+        f"`{d['encoder']}`:", "",
+        "| what | pages/s |", "|---|---|",
+        f"| text layer only (PDFium) | {tl['pages_per_s']:.1f} (pypdf through `PyPDFLoader`: "
+        f"{peer['load_only_pages_per_s']:.1f}, x{ratios['pdfium_text_vs_pypdf_load_pages_per_s']:.2f}) |",
+        f"| render at {rt['dpi']:g} dpi + text layer | {rt['pages_per_s']:.1f} |",
+        f"| OCR (RapidOCR, {ocr['dpi']:g} dpi A4 page, 3 lines) | {ocr['pages_per_s']:.2f} ({read}) |",
+        f"| `mmembed index` path: render + page image and text embedded + one upsert | {mi['pages_per_s']:.2f} |",
+        f"| peer: `PyPDFLoader` + text-only embedding of the same pages, same encoder | {peer['pages_per_s']:.2f} "
+        f"(mmembed x{vs_peer:.2f}) |",
+        "",
+        f"The page records cost ~{1 / vs_peer:.1f}x the text-only peer's time (they embed each rendered page image "
+        f"as well as its text, and write the page PNG). Memory while indexing the {mi['pages']} pages: peak RSS "
+        f"{mem['peak_mb_first_quarter_of_run']:.1f} MB within the first quarter of the run, "
+        f"{mem['peak_mb_whole_run']:.1f} MB over the whole run (+{mem['growth_after_first_quarter_mb']:.1f} MB for "
+        f"the last three quarters: pages stream), from {mi['rss_mb_before']:.1f} MB with the model loaded; the peer "
+        f"grew by {peer['rss_mb_growth']:.1f} MB, mmembed by {mem['growth_full_mb']:.1f} MB.",
+    ])
+
+
 def render_text(text: str, res: Results, *, where: str = "") -> str:
     """``text`` with every marker block's body replaced by its rendering."""
     def sub(m: re.Match[str]) -> str:

@@ -92,7 +92,8 @@ SETTINGS: dict[str, tuple[str, ...]] = {
     # the progress interval (a setting) and an example of the line it prints
     "README.md": ("every 30 s", "35 docs/s"),
     # the document sizes bench_text.py cuts its prose into (settings, recorded in text.json)
-    "benchmarks/README.md": ("1 KB", "4 KB"),
+    # ... and the RSS sampling interval of bench_documents.py (a setting: its sampler's default)
+    "benchmarks/README.md": ("1 KB", "4 KB", "sampled every 50 ms"),
     "docs/training.md": ("0.2x the learning rate", "about 0.6 MB at 224 px"),
     # checked against models.json by test_image_tower_size_in_the_cards_equals_models_json
     "src/mmembed/models/mmembed-mini/MODEL_CARD.md": ("4.11M-parameter image tower",),
@@ -180,7 +181,7 @@ def test_dataset_sizes_in_prose_equal_the_results_files() -> None:
 
 def test_results_files_record_how_they_were_made() -> None:
     for name in ("quality", "rerank", "latency", "indexing", "indexing_hf", "serve", "models", "fusion",
-                 "modality_data", "catalog_sizes"):
+                 "modality_data", "catalog_sizes", "documents", "documents_quality", "documents_ocr_quality"):
         data = rf.Results()(name)
         assert data["command"].startswith("python benchmarks/"), name
         assert re.match(r"\d{4}-\d\d-\d\dT", data["date"]), name
