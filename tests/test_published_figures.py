@@ -198,7 +198,7 @@ TOLERANCE = 0.005
 @pytest.mark.network_data
 def test_shipped_default_model_reproduces_its_published_figures() -> None:
     from mmembed import load_encoder
-    from mmembed.data.fetch import DataFetchError
+    from data_support import fetch_or_skip
     from mmembed.eval import DenseIndex, evaluate, load_dataset
 
     published = json.loads((ROOT / "benchmarks" / "results" / "quality.json").read_text(encoding="utf-8"))
@@ -208,10 +208,7 @@ def test_shipped_default_model_reproduces_its_published_figures() -> None:
     index = DenseIndex(enc, batch_size=64, show_progress=False)
     got: dict[tuple[str, str], dict[str, float]] = {}
     for name in ("tuxpaint", "python-faq"):
-        try:
-            data = load_dataset(name)
-        except DataFetchError as exc:
-            pytest.skip(f"cannot fetch the package for {name}: {exc}")
+        data = fetch_or_skip(f"the package for {name}", lambda: load_dataset(name))
         for r in evaluate(data, enc, baselines=False, index=index, show_progress=False):
             got[(r.dataset, r.subset)] = r.metrics
     sources = {"quality.json": [r for r in published["results"] if r["system"] == published["encoder"]],

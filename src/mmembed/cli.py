@@ -89,7 +89,6 @@ def index(
                             encoder=encoder, batch_size=batch_size, strict=strict, recursive=recursive,
                             replace_changed=replace_changed, actors=ray_actors, cpus_per_actor=ray_cpus,
                             gpus_per_actor=ray_gpus)
-    import re
 
     from .errors import MMEmbedError
     from .sources import read_source
@@ -100,9 +99,7 @@ def index(
 
     def report_skipped() -> None:
         for s in total.skipped:
-            # one line per file; the store's "document #i:" is the position in its chunk, not in the folder
-            reason = re.sub(r"^document #\d+(?: \(id [^)]*\))?: ", "", s.reason)
-            typer.secho(f"  skipped {docs[s.index].origin}: {reason}", fg=typer.colors.YELLOW, err=True)
+            typer.secho(f"  skipped {docs[s.index].origin}: {s.cause}", fg=typer.colors.YELLOW, err=True)
 
     def stopped(message: str, code: int) -> None:
         done = len(total.added) + len(total.unchanged) + len(total.skipped)

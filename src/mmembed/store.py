@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -86,6 +87,12 @@ class Skipped:
     index: int
     id: str | None
     reason: str
+
+    @property
+    def cause(self) -> str:
+        """The reason without its "document #i (id ...): " prefix: a position inside one ``add`` call means
+        nothing to a user who indexed a folder, where the file name is printed instead."""
+        return re.sub(r"^document #\d+(?: \(id [^)]*\))?: ", "", self.reason)
 
 
 @dataclass

@@ -253,19 +253,21 @@ def test_cli_skips_hostile_files_names_each_and_strict_stops(tmp_path: Path) -> 
     (folder / "folder.png").mkdir()  # a directory with an image name: not a document
     os.symlink(folder / "loop-b.png", folder / "loop-a.png")
     os.symlink(folder / "loop-a.png", folder / "loop-b.png")
-    (folder / "paper.pdf").write_bytes(b"%PDF-1.4\n")  # not an image extension: never picked up
+    (folder / "paper.pdf").write_bytes(b"%PDF-1.4\n")  # a PDF is a document now: this truncated one is reported
     db = str(tmp_path / "db")
     out = run_cli("index", str(folder), "--db", db, "-e", TOY)
     assert out.returncode == 0, out.stderr
-    assert "4 added, 0 already indexed, 5 skipped" in out.stdout and "now holds 4 documents" in out.stdout
+    assert "4 chunks added, 0 already indexed, 6 files skipped" in out.stdout, out.stdout
+    assert "now holds 4 records" in out.stdout
     for name, reason in [("cut.png", "truncated"), ("empty.jpg", "0 bytes"), ("bomb.png", "decompression bomb"),
-                         ("loop-a.png", "symlink loop"), ("loop-b.png", "symlink loop")]:
+                         ("loop-a.png", "symlink loop"), ("loop-b.png", "symlink loop"),
+                         ("paper.pdf", "cannot be read")]:
         assert any(f"skipped {folder / name}:" in line and reason in line for line in out.stderr.splitlines()), \
             f"{name} not reported with {reason!r}:\n{out.stderr}"
     # the user fixes one file: a re-run adds just that one and still names the others
     make_png(folder / "cut.png", (9, 9, 9))
     out = run_cli("index", str(folder), "--db", db, "-e", TOY)
-    assert "1 added, 4 already indexed, 4 skipped" in out.stdout, out.stdout
+    assert "1 chunks added, 4 already indexed, 5 files skipped" in out.stdout, out.stdout
     # --strict stops at the first bad file, names it, and exits non-zero
     out = run_cli("index", str(folder), "--db", str(tmp_path / "strict-db"), "-e", TOY, "--strict")
     assert out.returncode == 2 and "bomb.png" in out.stderr and "decompression bomb" in out.stderr

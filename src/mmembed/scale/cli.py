@@ -30,7 +30,7 @@ def index_on_ray(path: Path, *, ray_address: str, url: str | None, host: str | N
 
     def report_skipped(result) -> None:  # type: ignore[no-untyped-def]
         for s in result.skipped:
-            typer.secho(f"  skipped {result.origins.get(s.index, f'#{s.index}')}: {s.reason}",
+            typer.secho(f"  skipped {result.origins.get(s.index, f'#{s.index}')}: {s.cause}",
                         fg=typer.colors.YELLOW, err=True)
 
     try:
