@@ -241,6 +241,18 @@ def check_dim(dim: int | None, full: int, what: str) -> int:
     return dim
 
 
+def load_weights(auto_class: Any, root: Path, *, device: str | None, dtype: str | None) -> Any:
+    """``auto_class.from_pretrained(root)`` on the resolved device and dtype, from local files only; any failure
+    is a ModelLoadError naming the directory. Shared by the embedding and the reranker loaders."""
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    try:
+        model = auto_class.from_pretrained(root, local_files_only=True, dtype=dt)
+    except Exception as exc:  # noqa: BLE001
+        raise ModelLoadError(f"{root}: cannot load the Qwen3-VL weights ({exc})") from exc
+    return model.to(dev)
+
+
 def load_parts(root: Path, *, padding_side: str, min_pixels: int, max_pixels: int, max_length: int
                ) -> tuple[Qwen3VLImageTextProcessor, dict[str, Any]]:
     """The checkpoint's config, tokenizer, chat template and Pillow image processor."""
@@ -293,20 +305,15 @@ def load_qwen3_vl(path: str | os.PathLike[str], *, device: str | None = None, dt
     dim = check_dim(dim, full, label)
     if not list(root.glob("*.safetensors")):
         raise ModelLoadError(f"{root}: no *.safetensors weights; refusing to build a randomly initialised model")
-    dev = resolve_device(device)
-    dt = resolve_dtype(dtype, dev)
     from transformers import AutoModel
 
-    try:
-        model = AutoModel.from_pretrained(root, local_files_only=True, dtype=dt)
-    except Exception as exc:  # noqa: BLE001
-        raise ModelLoadError(f"{root}: cannot load the Qwen3-VL weights ({exc})") from exc
+    model = load_weights(AutoModel, root, device=device, dtype=dtype)
     if type(model).__name__ != "Qwen3VLModel":
         raise ModelLoadError(f"{root}: expected a Qwen3VLModel, transformers built {type(model).__name__}")
     enc_name = name or f"qwen3-vl-embedding@{_fingerprint(root)}"
     if dim != full:
         enc_name += f":dim{dim}"
-    return Qwen3VLEncoder(model.to(dev), processor, name=enc_name, dim=dim, full_dim=full,
+    return Qwen3VLEncoder(model, processor, name=enc_name, dim=dim, full_dim=full,
                           default_instruction=instruction, image_policy=policy)
 
 

@@ -22,9 +22,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..encoders._torch import resolve_device, resolve_dtype
 from ..encoders.base import image_policy_from_kwargs
-from ..encoders.qwen3_vl import MAX_PIXELS, MIN_PIXELS, item_content, load_parts
+from ..encoders.qwen3_vl import MAX_PIXELS, MIN_PIXELS, item_content, load_parts, load_weights
 from ..errors import ModelLoadError
 from ..inputs import Interleaved
 from .mllm import MLLMReranker
@@ -75,15 +74,10 @@ def load_qwen3_vl_reranker(path: str | os.PathLike[str], *, device: str | None =
     vocab = processor.tokenizer.get_vocab()
     if "yes" not in vocab or "no" not in vocab:
         raise ModelLoadError(f"{root}: the tokenizer has no single 'yes'/'no' tokens; not a Qwen3-VL-Reranker")
-    dev = resolve_device(device)
-    dt = resolve_dtype(dtype, dev)
     from transformers import AutoModelForImageTextToText
 
-    try:
-        model = AutoModelForImageTextToText.from_pretrained(root, local_files_only=True, dtype=dt)
-    except Exception as exc:  # noqa: BLE001
-        raise ModelLoadError(f"{root}: cannot load the Qwen3-VL weights ({exc})") from exc
-    return Qwen3VLReranker(model.to(dev), processor, name=f"qwen3-vl-reranker:{root.resolve().name}",
+    model = load_weights(AutoModelForImageTextToText, root, device=device, dtype=dtype)
+    return Qwen3VLReranker(model, processor, name=f"qwen3-vl-reranker:{root.resolve().name}",
                            default_instruction=instruction, image_policy=policy)
 
 
