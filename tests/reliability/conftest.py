@@ -38,11 +38,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def chroma_executable() -> str:
-    found = shutil.which("chroma") or str(Path(sys.executable).with_name("chroma"))
+def console_script(name: str, installed_with: str) -> str:
+    """The ``name`` command on PATH or next to this Python; a missing one fails the test (never skips it)."""
+    found = shutil.which(name) or str(Path(sys.executable).with_name(name))
     if not Path(found).is_file():
-        pytest.fail("the `chroma` command (installed with the chromadb package) was not found next to Python")
+        pytest.fail(f"the `{name}` command (installed with {installed_with}) was not found next to Python")
     return found
+
+
+def chroma_executable() -> str:
+    return console_script("chroma", "the chromadb package")
 
 
 @dataclass

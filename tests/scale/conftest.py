@@ -13,7 +13,6 @@ import secrets
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from reliability.conftest import (  # noqa: F401 - fixtures re-exported for thes
     chroma_server_factory,
     cli_cmd,
     collection_name,
+    console_script,
     free_port,
     make_captioned_images,
 )
@@ -48,10 +48,7 @@ def ray_env(**extra: str) -> dict[str, str]:
 
 
 def ray_executable() -> str:
-    found = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
-    if not Path(found).is_file():
-        pytest.fail("the `ray` command (installed with mmembed[ray]) was not found next to Python")
-    return found
+    return console_script("ray", "mmembed[ray]")
 
 
 @dataclass

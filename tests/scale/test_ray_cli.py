@@ -88,18 +88,19 @@ def test_bad_ray_invocations_fail_clearly(tmp_path: Path) -> None:
 def test_a_head_and_a_worker_process_share_the_work(ray_nodes: RayNodes, chroma_server: ChromaServer,
                                                     tmp_path: Path, collection_name: str) -> None:
     folder = tmp_path / "imgs"
-    make_captioned_images(folder, range(24))
-    env = dict(ray_nodes.env, RAY_ADDRESS=ray_nodes.address, MMEMBED_TEST_ENCODE_DELAY="0.2")
+    make_captioned_images(folder, range(48))
+    # 12 batches of 0.5 s: more work than one actor finishes while the other is still starting on a busy machine
+    env = dict(ray_nodes.env, RAY_ADDRESS=ray_nodes.address, MMEMBED_TEST_ENCODE_DELAY="0.5")
     out = run_cli("index", str(folder), "--url", chroma_server.url, "-c", collection_name, "--ray", "auto",
                   "--encoder", "scale.ray_encoders:logged", "--ray-actors", "2", "-b", "4", env=env)
     assert out.returncode == 0, out.stderr + ray_nodes.logs()
     assert f"ray: joined the Ray cluster at {ray_nodes.address} (2 nodes, 2 CPUs)" in out.stderr
     assert "2 encoder actor(s) x 0.75 CPU" in out.stderr
-    assert out.stdout.startswith("24 added, 0 already indexed, 0 skipped")
+    assert out.stdout.startswith("48 added, 0 already indexed, 0 skipped")
     log = read_log(Path(ray_nodes.env["MMEMBED_TEST_ENCODE_LOG"]))
     actors = {(e["node"], e["pid"]) for e in log}
     assert len({node for node, _ in actors}) == 2, actors  # one actor on each node
-    assert sum(len(e["items"]) for e in log if e["event"] == "end") == 24
+    assert sum(len(e["items"]) for e in log if e["event"] == "end") == 48
     # the same records as the single-process path with the same encoder
     ref = Store(url=chroma_server.url, encoder=ToyEncoder(), collection=collection_name + "-ref")
     from mmembed.sources import read_source
@@ -112,5 +113,5 @@ def test_a_head_and_a_worker_process_share_the_work(ray_nodes: RayNodes, chroma_
     again = run_cli("index", str(folder), "--url", chroma_server.url, "-c", collection_name, "--ray", "auto",
                     "--encoder", "scale.ray_encoders:logged", "--ray-actors", "2", "-b", "4", env=env)
     assert again.returncode == 0, again.stderr
-    assert again.stdout.startswith("0 added, 24 already indexed, 0 skipped")
+    assert again.stdout.startswith("0 added, 48 already indexed, 0 skipped")
     assert len(read_log(Path(ray_nodes.env["MMEMBED_TEST_ENCODE_LOG"]))) == len(log)
