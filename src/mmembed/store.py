@@ -167,6 +167,19 @@ def prepare_record(value: Any, index: int, given_id: Any, meta: Any,
     return (given_id if given_id is not None else digest), item, record_meta
 
 
+def _mismatch_advice(stored_name: str, collection: str) -> str:
+    """How to go on after an encoder mismatch: the registered model that built the collection, when there is
+    one (``mmembed-mini-v2-19f940c1`` -> ``mmembed-mini-v2``), and the re-index command for the new encoder."""
+    from .encoders.registry import available_encoders
+
+    base = re.sub(r"-[0-9a-f]{8}$", "", stored_name)
+    names = set(available_encoders())
+    same = (f"open it with the encoder that built it (`mmembed.load_encoder({base!r})`, or `--encoder {base}` on "
+            "the command line)" if base in names else "open it with the encoder that built it")
+    return (f"{same}, or re-index your files with this encoder into a new collection: "
+            f"`mmembed index PATH --db DB -c {collection}-new` (or drop this one and re-index under its name).")
+
+
 class Store:
     """Interleaved documents in a Chroma collection, embedded by an mmembed :class:`Encoder`.
 
@@ -290,7 +303,7 @@ class Store:
             raise EncoderMismatchError(
                 f"collection {self.collection_name!r} was built with encoder {stored_name!r} (dim {stored_dim}), "
                 f"but this store uses {info['encoder']!r} (dim {info['dim']}). Vectors from different encoders "
-                "are not comparable: open it with the same encoder, or use another collection name."
+                f"are not comparable: {_mismatch_advice(str(stored_name), self.collection_name)}"
             )
         return col
 

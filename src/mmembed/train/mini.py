@@ -251,7 +251,13 @@ def init_towers(model: Any, source: str) -> None:
     from ..encoders.registry import load_encoder
     from ..errors import ModelLoadError
 
-    enc = load_mini(source, device="cpu") if Path(source).is_dir() else load_encoder(source, device="cpu")
+    bundled = Path(__file__).resolve().parent.parent / "models" / source
+    if Path(source).is_dir():
+        enc = load_mini(source, device="cpu")
+    elif "/" not in source and bundled.is_dir():  # a checkpoint shipped in the package (mmembed-mini-minilm-v1)
+        enc = load_mini(bundled, device="cpu")
+    else:
+        enc = load_encoder(source, device="cpu")
     if not isinstance(enc, MiniEncoder):
         raise ModelLoadError(f"--init {source}: not an mmembed-mini model")
     src = enc.model
@@ -317,7 +323,10 @@ def main(argv: list[str] | None = None) -> int:
                          "Art Library's training slice)")
     ap.add_argument("--init", default=None, metavar="MODEL",
                     help="start the image tower and temperature from this mmembed-mini model (a name such as "
-                         "mmembed-mini-v2, or a directory) instead of from scratch")
+                         "mmembed-mini-v2, a checkpoint folder shipped in the package such as mmembed-mini-minilm-v1, "
+                         "or a directory) instead of from scratch")
+    ap.add_argument("--model-name", default=None,
+                    help="the model's name in its config (encoder names are NAME-<weights hash>)")
     ap.add_argument("--dev", action="store_true",
                     help="also evaluate on the development set (openclipart-dev) and record it in the summary")
     ap.add_argument("--batch-size", type=int, default=256)
@@ -337,7 +346,10 @@ def main(argv: list[str] | None = None) -> int:
     print("building the training set (cached after the first run) ...", flush=True)
     ts = build_training_set(workers=args.threads, **DATA_RECIPES[args.data])
     print(f"{len(ts)} pairs, {len(set(ts.concepts))} concepts", flush=True)
-    model = MiniModel(default_config(args.text_tower))
+    model_cfg = default_config(args.text_tower)
+    if args.model_name:
+        model_cfg["model_name"] = args.model_name
+    model = MiniModel(model_cfg)
     if args.init:
         init_towers(model, args.init)
         print(f"image tower and temperature initialised from {args.init}", flush=True)
@@ -367,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {"metrics": metrics, "train": result.__dict__ | {"history": result.history[-5:]},
                "n_pairs": len(ts), "n_concepts": len(set(ts.concepts)), "text_tower": args.text_tower,
                "data": args.data, "init": args.init, "dev": dev,
+               "sources": {src: ts.sources.count(src) for src in dict.fromkeys(ts.sources)}, "licenses": ts.licenses,
                "packages": ts.packages,
                "total_minutes": (time.monotonic() - t_start) / 60, "command": cmd, "run": _run_record(args.threads)}
     (out / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -83,7 +83,16 @@ def _emojibase(locale: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def prepare(work: Path, *, images_per_concept: int = 4, seed: int = 0, log: Any = _say) -> tuple[Path, Path]:
+#: Data recipes: which training set (:data:`mmembed.train.mini.DATA_RECIPES`) and what share of the pairs get
+#: a free-text phrasing from :data:`mmembed.train.phrasings.TRAIN` instead of the task's paraphrases.
+RECIPES: dict[str, dict[str, Any]] = {
+    "v2": {"training_set": "v2", "free_phrasing_share": 0.0},
+    "v3": {"training_set": "v3", "free_phrasing_share": 0.5},
+}
+
+
+def prepare(work: Path, *, images_per_concept: int = 4, seed: int = 0, recipe: str = "v2",
+            log: Any = _say) -> tuple[Path, Path]:
     """Write ``work/data/pairs.jsonl``, ``pool.jsonl`` and ``images/`` (skipped when already there)."""
     from PIL import Image
 
@@ -94,14 +103,22 @@ def prepare(work: Path, *, images_per_concept: int = 4, seed: int = 0, log: Any 
     data = work / "data"
     pairs_path, pool_path, done = data / "pairs.jsonl", data / "pool.jsonl", data / "DONE"
     pins = [[p.registry, p.name, p.version, p.sha256] for p in load_lock().packages]
-    stamp = json.dumps({"version": DATA_VERSION, "images_per_concept": images_per_concept, "seed": seed,
-                        "lock": pins})
+    from .mini import DATA_RECIPES
+    from .phrasings import TRAIN
+
+    spec = RECIPES[recipe]
+    stamp_d: dict[str, Any] = {"version": DATA_VERSION, "images_per_concept": images_per_concept, "seed": seed,
+                               "lock": pins}
+    if recipe != "v2":  # v2's stamp stays as it was, so a prepared v2 directory is still recognised
+        stamp_d.update(recipe=recipe, spec=spec, phrasings=TRAIN)
+    stamp = json.dumps(stamp_d)
     if done.is_file() and done.read_text() == stamp and (data / MANIFEST).is_file():
         log(f"training pairs already prepared in {data}")
         return pairs_path, pool_path
     log("building the training pairs from the emoji/icon training sets (never Tux Paint) ...")
-    ts = build_training_set(log=log)
+    ts = build_training_set(log=log, **DATA_RECIPES[spec["training_set"]])
     rng = np.random.default_rng(seed)
+    free_rng = np.random.default_rng([seed, 1])  # its own stream: v2's pairs do not change
     by_concept: dict[str, list[int]] = defaultdict(list)
     for i, c in enumerate(ts.concepts):
         by_concept[c].append(i)
@@ -117,6 +134,13 @@ def prepare(work: Path, *, images_per_concept: int = 4, seed: int = 0, log: Any 
         turn[kind] += 1
         return family[turn[kind] % len(family)]
 
+    def phrased(pair: dict[str, Any], kind: str) -> dict[str, Any]:
+        """Give a share of the pairs one of the users' own phrasings (round robin) as a free instruction."""
+        if spec["free_phrasing_share"] and free_rng.random() < spec["free_phrasing_share"]:
+            turn["free:" + kind] += 1
+            pair["instruction"] = TRAIN[kind][turn["free:" + kind] % len(TRAIN[kind])]
+        return pair
+
     texts_of: dict[str, list[str]] = {}
     for concept in sorted(by_concept):
         idx = by_concept[concept]
@@ -130,11 +154,11 @@ def prepare(work: Path, *, images_per_concept: int = 4, seed: int = 0, log: Any 
             img = f"images/{i:06d}.png"
             if not (img_dir / img[len("images/"):]).is_file():
                 Image.fromarray(ts.images[i]).save(img_dir / img[len("images/"):], optimize=False)
-            pairs.append({"query": texts[k % 2], "positive": {"image": img}, "task": task("text->image"),
-                          "concept": concept, "id": f"img:{i}"})
+            pairs.append(phrased({"query": texts[k % 2], "positive": {"image": img}, "task": task("text->image"),
+                                  "concept": concept, "id": f"img:{i}"}, "text->image"))
             if k == 0:
-                pairs.append({"query": {"image": img}, "positive": texts[int(rng.integers(2))],
-                              "task": task("image->text"), "concept": concept})
+                pairs.append(phrased({"query": {"image": img}, "positive": texts[int(rng.integers(2))],
+                                      "task": task("image->text"), "concept": concept}, "image->text"))
         for j, text in enumerate(texts):
             pool.append({"text": text, "id": f"txt{j}:{concept}", "concept": concept})
     # text->text: another language's name, or the keywords, -> the English name (emoji concepts only)
@@ -150,12 +174,13 @@ def prepare(work: Path, *, images_per_concept: int = 4, seed: int = 0, log: Any 
             if label and clean_label(label).casefold() != names[0].casefold():
                 options.append(clean_label(label))
         if options:
-            pairs.append({"query": options[int(rng.integers(len(options)))], "positive": names[int(rng.integers(2))],
-                          "task": task("text->text"), "concept": concept})
+            pairs.append(phrased({"query": options[int(rng.integers(len(options)))],
+                                  "positive": names[int(rng.integers(2))], "task": task("text->text"),
+                                  "concept": concept}, "text->text"))
         tags = [t for t in en[concept].get("tags", []) if t.casefold() != names[0].casefold()]
         if len(tags) >= 2:
-            pairs.append({"query": ", ".join(tags[:6]), "positive": names[0], "task": task("text->text"),
-                          "concept": concept})
+            pairs.append(phrased({"query": ", ".join(tags[:6]), "positive": names[0], "task": task("text->text"),
+                                  "concept": concept}, "text->text"))
     order = rng.permutation(len(pairs))
     pairs_path.write_text("".join(json.dumps(pairs[i], ensure_ascii=False) + "\n" for i in order), encoding="utf-8")
     pool_path.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pool), encoding="utf-8")
@@ -231,6 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--encoder", default="mmembed-mini-towers",
                     help="model to start from (default: the shipped mmembed-mini towers with identity adapters)")
     ap.add_argument("--images-per-concept", type=int, default=4)
+    ap.add_argument("--data", choices=tuple(RECIPES), default="v2",
+                    help="data recipe: v2 (emoji/icon sets, registry paraphrases) or v3 (plus the Open Clip Art "
+                         "training slice, and half the pairs phrased in users' own words)")
     ap.add_argument("--stages", default="2")
     ap.add_argument("--epochs", type=int, default=2, help="epochs of stage 1 (the miner)")
     ap.add_argument("--stage2-epochs", type=int, default=6)
@@ -239,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--modality-margin", type=float, default=0.2)
     ap.add_argument("--hard-negatives", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--model-name", default=None,
+                    help="name written into the fine-tuned model's config (default: the base model's name + '-ft')")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--limit", type=int, default=None, help="evaluate on a sample of N stamps (quick look)")
     ap.add_argument("--no-eval", action="store_true")
@@ -256,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     t0 = time.monotonic()
     work = Path(args.work).expanduser()
-    pairs_path, pool_path = prepare(work, images_per_concept=args.images_per_concept, seed=args.seed)
+    pairs_path, pool_path = prepare(work, images_per_concept=args.images_per_concept, seed=args.seed,
+                                    recipe=args.data)
     manifest = json.loads((pairs_path.parent / MANIFEST).read_text(encoding="utf-8"))
     report_digests(manifest)
     if args.record_digests:
@@ -274,6 +305,9 @@ def main(argv: list[str] | None = None) -> int:
                f"--stages {args.stages} --epochs {args.epochs} --stage2-epochs {args.stage2_epochs} "
                f"--batch-size {args.batch_size} --lr {args.lr} --hard-negatives {args.hard_negatives} "
                f"--modality-margin {args.modality_margin} --seed {args.seed}")
+    if args.data != "v2":
+        base = "TOWERS_DIR" if os.sep in args.encoder else args.encoder  # no machine paths in the card
+        command = f"python -m mmembed.train.modality --data {args.data} --encoder {base} --work DIR"
     resume = (out / "checkpoints" / "state.pt").is_file()
     finished = (out / "training_summary.json").is_file() and not resume
     if finished:
@@ -284,6 +318,11 @@ def main(argv: list[str] | None = None) -> int:
                  resume=resume, overwrite=not resume, data_digests=(file_digest(pairs_path), file_digest(pool_path)),
                  base_label=args.encoder, command=command, log=_say)
         _say(f"training (text embedding, mining and all stages) took {(time.monotonic() - t_train) / 60:.1f} min")
+        if args.model_name:
+            cfg_path = out / "mmembed_config.json"
+            model_cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+            model_cfg["model_name"] = args.model_name
+            cfg_path.write_text(json.dumps(model_cfg, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         summary_path = out / "training_summary.json"  # what the weights were trained from, by version and hash
         summary = json.loads(summary_path.read_text())
         summary["data_manifest"] = manifest
