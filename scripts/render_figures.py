@@ -21,7 +21,7 @@ import difflib
 import json
 import re
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,10 +56,10 @@ class Results:
             self._cache[name] = json.loads(path.read_text(encoding="utf-8"))
         return self._cache[name]
 
-    def summary(self, model: str) -> dict[str, Any]:
-        key = f"summary:{model}"
+    def summary(self, model: str, file: str = "training_summary.json") -> dict[str, Any]:
+        key = f"summary:{model}:{file}"
         if key not in self._cache:
-            self._cache[key] = json.loads((self.models / model / "training_summary.json").read_text(encoding="utf-8"))
+            self._cache[key] = json.loads((self.models / model / file).read_text(encoding="utf-8"))
         return self._cache[key]
 
 
@@ -257,6 +257,109 @@ def card_mini_modality_reading(res: Results) -> str:
             "applies to every query (Python FAQ R@10 "
             f"{metric(before, 'python-faq', 'question->answer', 'R@10'):.3f} -> "
             f"{metric(after, 'python-faq', 'question->answer', 'R@10'):.3f}).")
+
+
+def _version_table(data: dict[str, Any], old: str, new: str, datasets: Sequence[str]) -> str:
+    """``old -> new`` per (dataset, subset) of ``new``'s rows in ``datasets``: ModAcc@1 (mixed pools), R@1, R@10,
+    nDCG@10, the better value in bold."""
+    before = {(r["dataset"], r["subset"]): r for r in _rows(data, old)}
+    lines = ["| set | task | queries | docs | ModAcc@1 | R@1 | R@10 | nDCG@10 |", "|---|---|---|---|---|---|---|---|"]
+    for a in _rows(data, new):
+        if a["dataset"] not in datasets or (a["dataset"], a["subset"]) not in before:
+            continue
+        b = before[(a["dataset"], a["subset"])]["metrics"]
+        cells = [arrow(b.get(c), a["metrics"].get(c)) if c in a["metrics"] else "-"
+                 for c in ("ModAcc@1", "R@1", "R@10", "nDCG@10")]
+        lines.append(f"| {a['dataset']} | {a['subset']} | {a['queries']} | {a['documents']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+VERSION_SETS = ("tuxpaint", "tuxpaint-mixed", "python-faq", "tuxpaint-xling", "openclipart-dev")
+
+
+@block("card.mini.v2-v3")
+def card_mini_v2_v3(res: Results) -> str:
+    data = res("models")
+    return (_version_table(data, "mmembed-mini-v2", "mmembed-mini", VERSION_SETS) + "\n\n"
+            f"`v2 -> v3`: `mmembed-mini-v2` ({data['models']['mmembed-mini-v2']['encoder']}) -> this model "
+            f"({data['models']['mmembed-mini']['encoder']}); the better value in bold. `tuxpaint-xling` asks the "
+            "stamps' translated captions for the images; `openclipart-dev` is the development set the levers were "
+            "chosen on (held-back concepts of a training source, so it flatters v3: read the Tux Paint rows). "
+            + run_line(data) + " (`benchmarks/results/models.json`).")
+
+
+@block("card.minilm.v1-v3")
+def card_minilm_v1_v3(res: Results) -> str:
+    data = res("models")
+    return (_version_table(data, "mmembed-mini-minilm-v1", "mmembed-mini-minilm", VERSION_SETS) + "\n\n"
+            f"`mmembed-mini-minilm-v1` ({data['models']['mmembed-mini-minilm-v1']['encoder']}) -> this model "
+            f"({data['models']['mmembed-mini-minilm']['encoder']}). " + run_line(data)
+            + " (`benchmarks/results/models.json`).")
+
+
+def _towers_run(s: dict[str, Any]) -> str:
+    """The towers' training run as its own summary records it (command, time, pace, loss, date, load)."""
+    t, run = s["train"], s.get("run") or {}
+    load = run.get("load_average_at_end")
+    when = (f" Run on {run['date'][:10]}, {run.get('cpu_count', '?')} CPUs, torch {run.get('torch', '?')}, "
+            f"{run.get('torch_threads', '?')} thread(s), load average {load[0]:.1f} at the end." if run.get("date") and load
+            else "")
+    return (f"```\n{s['command']}\n```\n\n"
+            f"{s['n_pairs']} images ({s['n_concepts']} concepts), starting from `{s.get('init') or 'scratch'}`: "
+            f"{t['steps']} steps ({t['epochs']:.1f} epochs, batch 256) in {t['seconds'] / 60:.1f} minutes of training "
+            f"({t['steps'] * 256 / t['seconds']:.0f} images/s), {s['total_minutes']:.0f} minutes for the whole command "
+            f"including the Tux Paint evaluation; final training loss {t['final_loss']:.3f}, temperature "
+            f"{t['logit_scale']:.1f}.{when} (the run's `towers_summary.json`, beside the weights)")
+
+
+@block("card.mini.towers-command")
+def card_mini_towers_command(res: Results) -> str:
+    return _towers_run(res.summary("mmembed-mini", "towers_summary.json"))
+
+
+@block("card.minilm.towers-command")
+def card_minilm_towers_command(res: Results) -> str:
+    return _towers_run(res.summary("mmembed-mini-minilm"))
+
+
+@block("card.mini.data")
+def card_mini_data(res: Results) -> str:
+    s = res.summary("mmembed-mini", "towers_summary.json")
+    lic = s.get("licenses", {})
+    lines = ["| source | images | license |", "|---|---|---|", f"| emojibase-data (captions) | - (captions) | "
+             f"{lic.get('emojibase-data (captions)', 'MIT')} |"]
+    for src, n in s["sources"].items():
+        key = next((k for k in lic if k == src or k.startswith(src + " ")), src)
+        lines.append(f"| {src} | {n} | {lic.get(key, '?')} |")
+    oc = next((p for p in s.get("packages", []) if p.get("name") == "openclipart-svg"), None)
+    note = (f"\n\nOpen Clip Art: {oc['excluded_tuxpaint_near_duplicates']} drawings left out as near-duplicates of "
+            "Tux Paint stamps (`mmembed.data.openclipart.tuxpaint_near_duplicates`), besides the held-back development "
+            "concepts." if oc and "excluded_tuxpaint_near_duplicates" in oc else "")
+    return "\n".join(lines) + note + " Counts from the towers' `towers_summary.json`."
+
+
+@block("card.levers")
+def card_levers(res: Results) -> str:
+    data = res("levers_v3")
+    lines = ["| lever | start | data | images | epochs | lr | minutes | images/s | text->image R@10 | nDCG@10 | "
+             "image->text R@10 |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in data["rows"]:
+        d = r["dev"]
+        if r["kind"] == "baseline":
+            lines.append(f"| {r['label']} | - | - | - | - | - | - | - | {f3(d['text->image']['R@10'])} | "
+                         f"{f3(d['text->image']['nDCG@10'])} | {f3(d['image->text']['R@10'])} |")
+            continue
+        lr = re.search(r"--lr (\S+)", r["command"])
+        lines.append(f"| {r['label']} | {r['init'] or 'scratch'} | {r['data']} | {r['images']} | {r['epochs']:g} | "
+                     f"{lr.group(1) if lr else '0.002'} | {r['train_minutes']:.1f} | {r['images_per_second']:.0f} | "
+                     f"{f3(d['text->image']['R@10'])} | {f3(d['text->image']['nDCG@10'])} | "
+                     f"{f3(d['image->text']['R@10'])} |")
+    threads = sorted({r["run"].get("torch_threads") for r in data["rows"] if r["kind"] == "run"} - {None})
+    return "\n".join(lines) + (
+        "\n\nAll on `openclipart-dev` (held-back Open Clip Art concepts; never Tux Paint). Minutes and images/s are "
+        f"training only, on {'/'.join(map(str, threads))} torch thread(s) per run with two runs sharing the 2-core "
+        "CPU; each run's command is in the results file. " + run_line(data, what="Collected")
+        + " (`benchmarks/results/levers_v3.json`).")
 
 
 def _towers(res: Results, model: str) -> str:
@@ -912,6 +1015,97 @@ def bench_documents(res: Results) -> str:
         f"grew by {peer['rss_mb_growth']:.1f} MB, mmembed by {mem['growth_full_mb']:.1f} MB.",
     ])
 
+
+# ---- instruction phrasings never trained on (bench_phrasings.py -> phrasings.json) -----------------------------
+def _phrasing(r: dict[str, Any]) -> str:
+    if r["source"] == "task":
+        return f"task `{r['phrasing']}`"
+    return "no instruction" if r["source"] == "none" else "\"" + r["phrasing"].replace("|", "\\|") + "\""
+
+
+@block("phrasings.heldout")
+def phrasings_heldout(res: Results) -> str:
+    d = res("phrasings")
+    models = list(d["models"])
+    lines = ["| kind | phrasing | pool | " + " | ".join(f"ModAcc@1 `{m}`" for m in models) + " |",
+             "|---|---|---|" + "---:|" * len(models)]
+    by = {m: {(r["kind"], r["source"], r["phrasing"], r["pool"]): r for r in d["models"][m]["rows"]} for m in models}
+    held = {m: {(s["kind"], s["pool"]): s for s in d["models"][m]["held_out"]} for m in models}
+    keys = list(dict.fromkeys(k for m in models for k in by[m]))
+    for kind, pool in dict.fromkeys((k[0], k[3]) for k in keys):
+        for key in (k for k in keys if (k[0], k[3]) == (kind, pool)):
+            r = next(by[m][key] for m in models if key in by[m])
+            cells = [f3(by[m][key]["modacc@1"]) if key in by[m] else "-" for m in models]
+            lines.append(f"| {kind} | {_phrasing(r)} | {pool} | " + " | ".join(cells) + " |")
+        sums = [held[m].get((kind, pool)) for m in models]
+        n = max(s["phrasings"] for s in sums if s)
+        cells = [f"{f3(s['mean_modacc@1'])} / {f3(s['min_modacc@1'])}" if s else "-" for s in sums]
+        lines.append(f"| {kind} | **mean / min over the {n} held-out phrasings** | {pool} | "
+                     + " | ".join(cells) + " |")
+    sample = (f", a fixed sample of {d['stamps']} stamps (`--limit {d['limit']}`)" if d.get("limit")
+              else f", all {d['stamps']} stamps")
+    q = d["queries"]
+    lines += ["", f"Tux Paint{sample}: {q['text->image']} distinct English captions, {q['image->text']} mirrored stamp "
+              f"images, {q['text->text']} distinct {'/'.join(d['languages'])} translations as queries; "
+              + ", ".join(f"`{m}` = {v['encoder']}" for m, v in d["models"].items()) + ". "
+              + run_line(d) + " (`benchmarks/results/phrasings.json`)."]
+    return "\n".join(lines)
+
+
+# ---- what `mmembed demo` shows (bench_demo_queries.py -> demo_queries.json) -------------------------------------
+@block("demo.queries")
+def demo_queries(res: Results) -> str:
+    d = res("demo_queries")
+    lines: list[str] = []
+    for name, m in d["models"].items():
+        lines += [f"`{name}` ({m['encoder']}), top {d['k']} of {d['documents']} stamp images:", "",
+                  f"| query | top {d['k']} captions |", "|---|---|"]
+        for q in m["queries"]:
+            caps = "; ".join(h["caption"] for h in q["top"]).replace("|", "\\|")
+            lines.append(f"| {q['query']} (`{q['task']}`) | {caps} |")
+        lines.append("")
+    lines.append(run_line(d) + " (`benchmarks/results/demo_queries.json`).")
+    return "\n".join(lines)
+
+
+
+# ---- the default reranker's dense/second balance (choose_fusion_weights.py -> fusion_weights.json) -------------
+@block("fusion.weights")
+def fusion_weights(res: Results) -> str:
+    d = res("fusion_weights")
+    subsets = [s["subset"] for s in d["subsets"]]
+    lines = ["| dense share | " + " | ".join(f"{s} nDCG@10" for s in subsets) + " | mean |",
+             "|---|" + "---:|" * (len(subsets) + 1)]
+    first = d["first_stage"]
+    lines.append("| first stage only | " + " | ".join(f3(first[s]["nDCG@10"]) for s in subsets) + " | "
+                 + f3(sum(first[s]["nDCG@10"] for s in subsets) / len(subsets)) + " |")
+    chosen = d["chosen"]
+    for r in d["rows"]:
+        w = r["weights"]
+        if r["is_default"]:
+            label = (f"{r['effective_dense_share']:.3f} (current default: dense {w['dense']:g}, second "
+                     f"{w['second']:g}, lexical {w['lexical']:g})")
+        else:
+            label = f"{r['dense_share']:.1f}" + (" (second model only)" if r["dense_share"] == 0 else "")
+        cells = [label, *(f3(r["subsets"][s]["nDCG@10"]) for s in subsets), f"{r['mean_nDCG@10']:.4f}"]
+        if r["weights"] == chosen["weights"] and r["is_default"] == chosen["is_default"]:
+            cells = [f"**{c}**" for c in cells]
+        lines.append("| " + " | ".join(cells) + " |")
+    sample = f"a fixed sample of {d['limit']} drawings (`--limit {d['limit']}`)" if d.get("limit") else "every drawing"
+    n = ", ".join(f"{s['subset']} {s['queries']} queries / {s['documents']} documents" for s in d["subsets"])
+    lexical = [s for s, v in d["signals"].items() if v["lexical_applied"]]
+    lex_txt = ("BM25 applied to no query in either subset (drawings carry no text; image queries have none), so only "
+               "dense : second matters: dense share = dense / (dense + second)" if not lexical else
+               "dense share = dense / (dense + second), BM25 at 0.4")
+    w = chosen["weights"]
+    lines += ["", f"`{d['dataset']}`, {sample}: {n}. First stage `{d['encoder']}` (exact search), the default "
+              f"reranker with second model `{d['second']}` on the top {d['fetch_k']}; weights "
+              f"`{{\"dense\": d, \"second\": 1 - d, \"lexical\": 0.4}}`; {lex_txt}. Chosen (bold): "
+              + ("the current default" if chosen["is_default"] else
+                 f"dense {w['dense']:g}, second {w['second']:g}, lexical {w['lexical']:g}")
+              + f" (best mean nDCG@10, ties within {d['tie']:g} going to the default). "
+              + run_line(d) + " (`benchmarks/results/fusion_weights.json`)."]
+    return "\n".join(lines)
 
 def render_text(text: str, res: Results, *, where: str = "") -> str:
     """``text`` with every marker block's body replaced by its rendering."""
