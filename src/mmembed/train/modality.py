@@ -222,11 +222,16 @@ def data_manifest(data: Path, ts: Any) -> dict[str, Any]:
     }
 
 
-def report_digests(manifest: dict[str, Any], log: Any = _say) -> bool:
+def digest_key(recipe: str) -> str:
+    """Where the lock keeps the digests of a recipe's prepared data (v2's under its original key)."""
+    return "modality" if recipe == "v2" else f"modality_{recipe}"
+
+
+def report_digests(manifest: dict[str, Any], log: Any = _say, recipe: str = "v2") -> bool:
     """Compare the prepared data's digests with those recorded in the lock; say which differ."""
     from ..data.lock import compare_digests, load_lock
 
-    recorded = load_lock().digests.get("modality")
+    recorded = load_lock().digests.get(digest_key(recipe))
     if not recorded:
         log("the lock records no digests of the modality data yet (python -m mmembed.train.modality --record-digests)")
         return False
@@ -289,12 +294,12 @@ def main(argv: list[str] | None = None) -> int:
     pairs_path, pool_path = prepare(work, images_per_concept=args.images_per_concept, seed=args.seed,
                                     recipe=args.data)
     manifest = json.loads((pairs_path.parent / MANIFEST).read_text(encoding="utf-8"))
-    report_digests(manifest)
+    report_digests(manifest, recipe=args.data)
     if args.record_digests:
         from ..data.lock import load_lock
 
         lock = load_lock()
-        lock.digests["modality"] = manifest["digests"]
+        lock.digests[digest_key(args.data)] = manifest["digests"]
         _say(f"recorded the modality data's digests in {lock.save()}")
     out = work / "model"
     stages = tuple(int(s) for s in args.stages.split(","))
