@@ -17,6 +17,7 @@ import pytest
 from mmembed.data import lock as lockmod
 from mmembed.data.attribution import ATTRIBUTION_FILE, MODELS, render_attribution
 from mmembed.data.fetch import DataFetchError, fetch_npm, source_record
+from data_support import fetch_or_skip
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR = ROOT / "src" / "mmembed" / "models"
@@ -172,3 +173,20 @@ def test_a_rebuilt_set_matches_the_digest_recorded_in_the_lock(monkeypatch: pyte
     assert training_set_digests(ts)["npm @iconify-json/flag"] == recorded, (
         f"the flag set rendered differently: renderer {lockmod.render_versions()}, recorded with "
         f"{lock.digests.get('render_versions')}")
+
+
+@pytest.mark.network_data
+def test_the_open_clip_art_slice_rebuilds_to_its_recorded_digest(monkeypatch: pytest.MonkeyPatch) -> None:
+    """v3's Open Clip Art training slice (about 4,000 drawings rendered, the Tux Paint near-duplicates and the
+    development concepts left out) rebuilt from the pinned package gives the pixels, captions and concepts
+    recorded in the lock."""
+    from mmembed.data.openclipart import TRAINING_SOURCE
+    from mmembed.data.training_sets import build_training_set, training_set_digests
+
+    monkeypatch.delenv(lockmod.UNLOCKED_ENV, raising=False)
+    ts = fetch_or_skip("Debian openclipart-svg", lambda: build_training_set(
+        iconify_sets=(), google_png=False, fashion_per_class=0, openclipart=True, rebuild=True, log=None))
+    rec = next(p for p in ts.packages if p["name"] == "openclipart-svg")
+    assert rec["locked"] and rec["excluded_tuxpaint_near_duplicates"] > 0
+    recorded = lockmod.load_lock().digests[lockmod.digest_key("v3")][TRAINING_SOURCE]
+    assert training_set_digests(ts)[TRAINING_SOURCE] == recorded
