@@ -338,27 +338,65 @@ def card_mini_data(res: Results) -> str:
     return "\n".join(lines) + note + " Counts from the towers' `towers_summary.json`."
 
 
+def _version_row(data: dict[str, Any], dataset: str, subset: str) -> dict[str, Any]:
+    for r in data["results"]:
+        if (r["dataset"], r["subset"]) == (dataset, subset):
+            return r
+    raise FigureError(f"versions.json has no row {dataset} / {subset}: run benchmarks/compare_versions.py")
+
+
+@block("card.mini.v3-reading")
+def card_mini_v3_reading(res: Results) -> str:
+    data = res("versions")
+    t2i, i2t = _version_row(data, "tuxpaint", "text->image"), _version_row(data, "tuxpaint", "image->text")
+    n = t2i["paired"]["nDCG@10"]
+    worse = [f"{r['dataset']} {r['subset']}" for r in data["results"] if r["verdict"] == "worse"]
+    better = [f"{r['dataset']} {r['subset']}" for r in data["results"] if r["verdict"] == "better"]
+    target = 0.25
+    gate = n["ci"][0] > 0 and not worse
+    lines = [
+        f"- **The issue's target was {'not ' if t2i['metrics_new']['R@10'] < target else ''}reached.** Tux Paint text -> image R@10 (one query per distinct caption) "
+        f"{t2i['metrics_old']['R@10']:.3f} (v2) -> {t2i['metrics_new']['R@10']:.3f} (v3), against a target of "
+        f"{target:.2f}; image -> text {i2t['metrics_old']['R@10']:.3f} -> {i2t['metrics_new']['R@10']:.3f}.",
+        f"- **{'It ships under' if gate else 'It does not meet'} the issue's fallback rule:** its Tux Paint text -> image "
+        f"nDCG@10 gain over v2 is {n['delta']:+.3f} with a paired-bootstrap 95% interval of [{n['ci'][0]:+.4f}, "
+        f"{n['ci'][1]:+.4f}], and "
+        + (f"these sets are worse beyond their intervals: {', '.join(worse)}" if worse
+           else "no set is worse beyond its interval") + f". Better beyond noise: {', '.join(better) or 'none'}.",
+    ]
+    return "\n".join(lines) + "\n\n" + run_line(data) + " (`benchmarks/results/versions.json`)."
+
+
 @block("card.levers")
 def card_levers(res: Results) -> str:
     data = res("levers_v3")
-    lines = ["| lever | start | data | images | epochs | lr | minutes | images/s | text->image R@10 | nDCG@10 | "
-             "image->text R@10 |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    after = all("tuxpaint_after_the_fact" in r for r in data["rows"])
+    head = ("| lever | start | data | epochs | lr | minutes | images/s | dev text->image R@10 | dev nDCG@10 | "
+            "dev image->text R@10 |")
+    lines = [head + (" Tux Paint text->image R@10 | Tux Paint nDCG@10 |" if after else ""),
+             "|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if after else "")]
     for r in data["rows"]:
         d = r["dev"]
+        tail = ""
+        if after:
+            t = r["tuxpaint_after_the_fact"]["text->image"]
+            tail = f" {f3(t['R@10'])} | {f3(t['nDCG@10'])} |"
+        dev = f"{f3(d['text->image']['R@10'])} | {f3(d['text->image']['nDCG@10'])} | {f3(d['image->text']['R@10'])} |"
         if r["kind"] == "baseline":
-            lines.append(f"| {r['label']} | - | - | - | - | - | - | - | {f3(d['text->image']['R@10'])} | "
-                         f"{f3(d['text->image']['nDCG@10'])} | {f3(d['image->text']['R@10'])} |")
+            lines.append(f"| {r['label']} | - | - | - | - | - | - | " + dev + tail)
             continue
         lr = re.search(r"--lr (\S+)", r["command"])
-        lines.append(f"| {r['label']} | {r['init'] or 'scratch'} | {r['data']} | {r['images']} | {r['epochs']:g} | "
-                     f"{lr.group(1) if lr else '0.002'} | {r['train_minutes']:.1f} | {r['images_per_second']:.0f} | "
-                     f"{f3(d['text->image']['R@10'])} | {f3(d['text->image']['nDCG@10'])} | "
-                     f"{f3(d['image->text']['R@10'])} |")
+        lines.append(f"| {r['label']} | {r['init'] or 'scratch'} | {r['data']} ({r['images']} images) | "
+                     f"{r['epochs']:g} | {lr.group(1) if lr else '0.002'} | {r['train_minutes']:.1f} | "
+                     f"{r['images_per_second']:.0f} | " + dev + tail)
     threads = sorted({r["run"].get("torch_threads") for r in data["rows"] if r["kind"] == "run"} - {None})
+    note = ("Columns marked dev are `openclipart-dev` (held-back Open Clip Art concepts), on which the levers were "
+            "chosen; the Tux Paint columns were measured after the choice, for this report, and chose nothing. "
+            if after else "All on `openclipart-dev` (held-back Open Clip Art concepts; never Tux Paint). ")
     return "\n".join(lines) + (
-        "\n\nAll on `openclipart-dev` (held-back Open Clip Art concepts; never Tux Paint). Minutes and images/s are "
-        f"training only, on {'/'.join(map(str, threads))} torch thread(s) per run with two runs sharing the 2-core "
-        "CPU; each run's command is in the results file. " + run_line(data, what="Collected")
+        "\n\n" + note + "Each row is the towers only (adapters at the identity). Minutes and images/s are training "
+        f"only, {'/'.join(map(str, threads))} torch thread(s) per run, two to four runs sharing the 2-core CPU; each "
+        "run's command is in the results file. " + run_line(data, what="Collected")
         + " (`benchmarks/results/levers_v3.json`).")
 
 
@@ -702,8 +740,11 @@ def training_recipe_data(res: Results) -> str:
     data = res("modality_data")
     d = data["data"]
     by = d["by_task"]
-    return (f"**Pairs** (cached in `runs/modality/data`) from the emoji/icon/Fashion-MNIST training sets, never Tux "
-            f"Paint: {by.get('text->image', 0):,} text->image (an emoji or icon name, bare or in a short sentence, -> "
+    recipe = data.get("recipe", "v2")
+    sets = "emoji/icon/Open Clip Art/Fashion-MNIST" if recipe != "v2" else "emoji/icon/Fashion-MNIST"
+    return (f"**Pairs** (recipe `--data {recipe}`, cached in `runs/modality/data`) from the {sets} training sets, never "
+            f"Tux Paint: {by.get('text->image', 0):,} text->image (an emoji, icon or drawing name, bare or in a short "
+            "sentence, -> "
             f"one of up to {data['images_per_concept']} drawings), {by.get('image->text', 0):,} image->text and "
             f"{by.get('text->text', 0):,} text->text (the emoji's name in another language or its keywords -> the "
             f"English name), {d['pairs']:,} in all; the pool file holds {d['pool_file_documents']:,} caption texts "
@@ -1106,6 +1147,32 @@ def fusion_weights(res: Results) -> str:
               + f" (best mean nDCG@10, ties within {d['tie']:g} going to the default). "
               + run_line(d) + " (`benchmarks/results/fusion_weights.json`)."]
     return "\n".join(lines)
+
+
+# ---- two encoder versions, paired per query (compare_versions.py -> versions.json) ---------------------------
+def _paired_ci(p: dict[str, Any]) -> str:
+    lo, hi = p["ci"]
+    return f"{p['delta']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+
+
+@block("versions.paired")
+def versions_paired(res: Results) -> str:
+    d = res("versions")
+    lines = ["| set | task | queries | nDCG@10 old -> new | delta [95% CI] | R@10 delta [95% CI] | verdict |",
+             "|---|---|---:|---|---|---|---|"]
+    for r in d["results"]:
+        nd, r10 = r["paired"]["nDCG@10"], r["paired"]["R@10"]
+        lines.append(f"| {r['dataset']} | {r['subset']} | {r['queries']} | {arrow(nd['old'], nd['new'])} | "
+                     f"{_paired_ci(nd)} | {_paired_ci(r10)} | {r['verdict']} |")
+    old, new, boot = d["old"], d["new"], d["bootstrap"]
+    sample = f" On a fixed sample of {d['limit']} items per set (`--limit {d['limit']}`)." if d.get("limit") else ""
+    lines += ["", f"Old `{old['name']}` ({old['encoder']}) -> new `{new['name']}` ({new['encoder']}), the same queries "
+              "for both: delta is the mean per-query change new - old, its 95% interval from a paired bootstrap "
+              f"({boot['resamples']} resamples of the queries, seed {boot['seed']}); the verdict reads the nDCG@10 "
+              "interval (better: above 0, worse: below 0)." + sample + " " + run_line(d)
+              + " (`benchmarks/results/versions.json`)."]
+    return "\n".join(lines)
+
 
 def render_text(text: str, res: Results, *, where: str = "") -> str:
     """``text`` with every marker block's body replaced by its rendering."""
