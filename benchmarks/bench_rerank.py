@@ -69,6 +69,11 @@ def table(rows: list[dict[str, Any]]) -> str:
                        for m in SHOWN],
                      f"[{r['ci'][0]:+.3f}, {r['ci'][1]:+.3f}]" if r.get("ci") else "",
                      f"{r['better']}/{r['worse']}" if r.get("ci") else ""])
+    return text_table(head, body)
+
+
+def text_table(head: list[str], body: list[list[str]]) -> str:
+    """A fixed-width plain-text table (columns left-aligned, a dashed rule under the header)."""
     widths = [max(len(head[i]), *(len(b[i]) for b in body)) for i in range(len(head))]
     lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths)), "  ".join("-" * w for w in widths)]
     lines += ["  ".join(c.ljust(w) for c, w in zip(b, widths)) for b in body]

@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_quality import RESULTS, load_average, run_header, write_json  # noqa: E402
-from bench_rerank import paired_bootstrap  # noqa: E402
+from bench_rerank import paired_bootstrap, text_table  # noqa: E402
 
 DEFAULT_SETS = ("tuxpaint", "tuxpaint-xling", "tuxpaint-mixed", "python-faq")
 #: the metrics given a paired interval; the verdict is read on the first
@@ -106,10 +106,7 @@ def table(rows: list[dict[str, Any]]) -> str:
              f"{r['paired']['nDCG@10']['old']:.3f} -> {r['paired']['nDCG@10']['new']:.3f}",
              ci(r["paired"]["nDCG@10"]), ci(r["paired"]["R@10"]), f"{r['better']}/{r['worse']}", r["verdict"]]
             for r in rows]
-    widths = [max(len(head[i]), *(len(b[i]) for b in body)) for i in range(len(head))]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths)), "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(b, widths)) for b in body]
-    return "\n".join(lines)
+    return text_table(head, body)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -571,9 +571,13 @@ def _rerank_rows(data: dict[str, Any]) -> list[tuple[str, dict[str, Any], dict[s
     return out
 
 
+def _delta_ci(delta: float, ci: Sequence[float]) -> str:
+    """"+0.014 [+0.000, +0.029]": a paired change and its bootstrap interval."""
+    return f"{delta:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}]"
+
+
 def _ci(r: dict[str, Any]) -> str:
-    lo, hi = r["ci"]
-    return f"{r['delta']['nDCG@10']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+    return _delta_ci(r["delta"]["nDCG@10"], r["ci"])
 
 
 @block("readme.rerank")
@@ -1166,8 +1170,7 @@ def fusion_weights(res: Results) -> str:
 
 # ---- two encoder versions, paired per query (compare_versions.py -> versions.json) ---------------------------
 def _paired_ci(p: dict[str, Any]) -> str:
-    lo, hi = p["ci"]
-    return f"{p['delta']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+    return _delta_ci(p["delta"], p["ci"])
 
 
 @block("versions.paired")
