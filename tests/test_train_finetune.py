@@ -144,7 +144,7 @@ def test_output_directory_reloads_to_the_same_vectors(trained: dict[str, Any], t
     assert sorted(p.name for p in out.iterdir()) == ["MODEL_CARD.md", "mmembed_config.json", "model.safetensors",
                                                       "training_summary.json"]
     back = mmembed.load_encoder(str(out))
-    assert isinstance(back, MiniEncoder) and back.name.startswith("mmembed-mini-v3-ft-")
+    assert isinstance(back, MiniEncoder) and back.name.startswith("mmembed-mini-v2-ft-")
     enc: MiniEncoder = trained["enc"]  # the encoder object trained in memory
     items = ["a red circle", tiny["root"] / "img" / "blue-square-0.png",
              {"text": "gold", "image": tiny["root"] / "img" / "gold-circle-1.png"}]
