@@ -30,17 +30,6 @@ def _pair(text: str) -> tuple[str, str]:
     return label.strip(), value.strip()
 
 
-def tuxpaint_after_the_fact(model: str | Path) -> dict[str, dict[str, float]]:
-    """Tux Paint figures of a lever's model, measured after the levers were chosen (for the report only)."""
-    import mmembed
-    from mmembed.eval.datasets import tuxpaint
-    from mmembed.eval.runner import evaluate
-
-    enc = mmembed.load_encoder(str(model), device="cpu")
-    rows = evaluate(tuxpaint(), enc, baselines=False, show_progress=False)
-    return {r.subset: {k: round(float(v), 4) for k, v in r.metrics.items()} for r in rows}
-
-
 def run_row(label: str, run_dir: Path) -> dict[str, Any]:
     summary = json.loads((run_dir / "training_summary.json").read_text(encoding="utf-8"))
     train = summary["train"]
@@ -70,9 +59,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baseline", type=_pair, action="append", default=[], metavar="LABEL=MODEL")
     ap.add_argument("--run", type=_pair, action="append", default=[], metavar="LABEL=DIR")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--tuxpaint", action="store_true",
-                    help="also score every model on Tux Paint, after the fact: a report of what each lever did on "
-                         "the evaluation set, recorded apart from the development figures (never used to choose)")
     ap.add_argument("--out", type=Path, default=RESULTS / "levers_v3.json")
     args = ap.parse_args(argv)
     import torch
@@ -81,18 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     load_start = load_average()
     rows = [baseline_row(label, model) for label, model in args.baseline]
     rows += [run_row(label, Path(d)) for label, d in args.run]
-    if args.tuxpaint:
-        for r, (_, spec) in zip(rows, [*args.baseline, *args.run]):
-            r["tuxpaint_after_the_fact"] = tuxpaint_after_the_fact(spec)
     payload = run_header("levers_v3", load_start=load_start)
     payload.update(torch_threads=args.threads, dataset="openclipart-dev", rows=rows)
     write_json(args.out, payload)
     for r in rows:
         d = r["dev"]
-        tux = r.get("tuxpaint_after_the_fact", {}).get("text->image", {})
         print(f"{r['label']:40} text->image R@10 {d['text->image']['R@10']:.3f} nDCG@10 "
-              f"{d['text->image']['nDCG@10']:.3f}  image->text R@10 {d['image->text']['R@10']:.3f}"
-              + (f"  | Tux Paint text->image R@10 {tux['R@10']:.3f} nDCG@10 {tux['nDCG@10']:.3f}" if tux else ""))
+              f"{d['text->image']['nDCG@10']:.3f}  image->text R@10 {d['image->text']['R@10']:.3f}")
     print(f"wrote {args.out}")
     return 0
 
