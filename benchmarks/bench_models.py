@@ -2,15 +2,14 @@
 
     python benchmarks/bench_models.py --threads 1        # writes benchmarks/results/models.json
 
-Five checkpoints, each scored with the ``mmembed eval`` harness (exact search, tie-aware metrics, captions
+Three checkpoints, each scored with the ``mmembed eval`` harness (exact search, tie-aware metrics, captions
 merged by :func:`mmembed.eval.datasets.normalize_caption`):
 
-* ``mmembed-mini-towers``: the default's towers (task adapters reset to the identity), the "before" of the
+* ``mmembed-mini-towers``: the v1 towers (task adapters reset to the identity), the "before" of the
   task-adapter fine-tuning;
-* ``mmembed-mini``: the shipped default (v3 = the towers + fine-tuned task adapters), the "after";
-* ``mmembed-mini-v2``: the previous default (still shipped), for the v2 -> v3 table;
+* ``mmembed-mini``: the shipped default (v2 = the towers + fine-tuned task adapters), the "after";
 * ``mmembed-mini-minilm``: the default reranker's second opinion (towers trained into all-MiniLM-L6-v2's
-  space), and ``mmembed-mini-minilm-v1``, the one it replaced.
+  space).
 
 Sets: ``tuxpaint`` with the per-stamp text -> image subset, ``tuxpaint-xling`` in the six languages of the
 towers' cards; for the first two also ``tuxpaint-mixed`` (ModAcc@1, the modality-bias benchmark) and
@@ -34,12 +33,10 @@ from bench_quality import RESULTS, load_average, run_header, update_results, wri
 MODELS: dict[str, str] = {
     "mmembed-mini-towers": "mmembed-mini-towers",
     "mmembed-mini": "mmembed-mini",
-    "mmembed-mini-v2": "mmembed-mini-v2",
     "mmembed-mini-minilm": "package:mmembed-mini-minilm",
-    "mmembed-mini-minilm-v1": "package:mmembed-mini-minilm-v1",
 }
-#: the checkpoints scored on the modality-bias and FAQ sets too (the before/after of the adapters, and v2 -> v3)
-FULL = ("mmembed-mini-towers", "mmembed-mini", "mmembed-mini-v2")
+#: the checkpoints scored on the modality-bias and FAQ sets too (the before/after of the adapters)
+FULL = ("mmembed-mini-towers", "mmembed-mini")
 UNINSTRUCTED = ("tuxpaint", "python-faq")
 
 
@@ -49,8 +46,7 @@ def _weights_sha256(spec: str) -> str:
 
     import mmembed
 
-    folder = spec[len("package:"):] if spec.startswith("package:") else (
-        "mmembed-mini-v2" if spec.startswith("mmembed-mini-v2") else "mmembed-mini")
+    folder = spec[len("package:"):] if spec.startswith("package:") else "mmembed-mini"
     path = Path(mmembed.__file__).resolve().parent / "models" / folder / "model.safetensors"
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -100,7 +96,6 @@ def main(argv: list[str] | None = None) -> int:
         if label in FULL:
             sets += ["tuxpaint-mixed", "python-faq"]
         sets.append(tuxpaint_xling(languages=CROSS_LINGUAL))
-        sets.append("openclipart-dev")  # the development set the v3 levers were chosen on
         if args.datasets:
             sets = [spec for spec in sets if (spec if isinstance(spec, str) else spec.name) in args.datasets]
         t0 = time.perf_counter()

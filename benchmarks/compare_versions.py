@@ -112,7 +112,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--old", default="mmembed-mini-v2", help="the previous encoder (name for mmembed.load_encoder)")
-    ap.add_argument("--new", default="mmembed-mini", help="the new encoder (name for mmembed.load_encoder)")
+    ap.add_argument("--new", default="mmembed-mini-v3", help="the new encoder (name for mmembed.load_encoder)")
     ap.add_argument("--datasets", nargs="+", default=list(DEFAULT_SETS), help="sets to compare (default: all)")
     ap.add_argument("--limit", type=int, default=None, help="fixed random sample per set (quick runs)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")

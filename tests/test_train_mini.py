@@ -115,7 +115,7 @@ def test_init_towers_copies_the_image_tower_and_refuses_another_text_space(tmp_p
         init_towers(MiniModel(default_config("minilm")), "mmembed-mini-v2")
     # a checkpoint folder shipped in the package, by its folder name
     minilm = MiniModel(default_config("minilm"))
-    init_towers(minilm, "mmembed-mini-minilm-v1")
+    init_towers(minilm, "mmembed-mini-minilm")
     assert not torch.equal(minilm.image_tower.state_dict()["stem.0.weight"],
                            MiniModel(default_config("minilm")).image_tower.state_dict()["stem.0.weight"])
 

@@ -254,7 +254,7 @@ def init_towers(model: Any, source: str) -> None:
     bundled = Path(__file__).resolve().parent.parent / "models" / source
     if Path(source).is_dir():
         enc = load_mini(source, device="cpu")
-    elif "/" not in source and bundled.is_dir():  # a checkpoint shipped in the package (mmembed-mini-minilm-v1)
+    elif "/" not in source and bundled.is_dir():  # a checkpoint shipped in the package (mmembed-mini-minilm)
         enc = load_mini(bundled, device="cpu")
     else:
         enc = load_encoder(source, device="cpu")
@@ -323,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
                          "Art Library's training slice)")
     ap.add_argument("--init", default=None, metavar="MODEL",
                     help="start the image tower and temperature from this mmembed-mini model (a name such as "
-                         "mmembed-mini-v2, a checkpoint folder shipped in the package such as mmembed-mini-minilm-v1, "
+                         "mmembed-mini-v2, a checkpoint folder shipped in the package such as mmembed-mini-minilm, "
                          "or a directory) instead of from scratch")
     ap.add_argument("--model-name", default=None,
                     help="the model's name in its config (encoder names are NAME-<weights hash>)")
