@@ -40,7 +40,7 @@ SKIP_FOLDERS: tuple[str, ...] = ("shapes", "buttons", "logos", "unsorted/duplica
 #: A title given to this many drawings is a collection's name ("Etiquette Icons", "Various Cliparts"), not a
 #: caption: those drawings are captioned from their file name instead.
 COLLECTION_TITLE_COUNT = 5
-#: A drawing whose grey thumbnail correlates this much with a Tux Paint stamp's is the same drawing.
+#: A drawing whose content-box thumbnail correlates this much with a Tux Paint stamp's is the same drawing.
 DUPLICATE_CORRELATION = 0.85
 #: ... or this much with a stamp whose caption shares a word with the drawing's title.
 NAMED_DUPLICATE_CORRELATION = 0.6
