@@ -46,8 +46,6 @@ def run_row(label: str, run_dir: Path) -> dict[str, Any]:
 
 def baseline_row(label: str, model: str) -> dict[str, Any]:
     import mmembed
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from mmembed.train.mini import evaluate_dev
 
     enc = mmembed.load_encoder(model, device="cpu")

@@ -259,44 +259,6 @@ def card_mini_modality_reading(res: Results) -> str:
             f"{metric(after, 'python-faq', 'question->answer', 'R@10'):.3f}).")
 
 
-def _version_table(data: dict[str, Any], old: str, new: str, datasets: Sequence[str]) -> str:
-    """``old -> new`` per (dataset, subset) of ``new``'s rows in ``datasets``: ModAcc@1 (mixed pools), R@1, R@10,
-    nDCG@10, the better value in bold."""
-    before = {(r["dataset"], r["subset"]): r for r in _rows(data, old)}
-    lines = ["| set | task | queries | docs | ModAcc@1 | R@1 | R@10 | nDCG@10 |", "|---|---|---|---|---|---|---|---|"]
-    for a in _rows(data, new):
-        if a["dataset"] not in datasets or (a["dataset"], a["subset"]) not in before:
-            continue
-        b = before[(a["dataset"], a["subset"])]["metrics"]
-        cells = [arrow(b.get(c), a["metrics"].get(c)) if c in a["metrics"] else "-"
-                 for c in ("ModAcc@1", "R@1", "R@10", "nDCG@10")]
-        lines.append(f"| {a['dataset']} | {a['subset']} | {a['queries']} | {a['documents']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-VERSION_SETS = ("tuxpaint", "tuxpaint-mixed", "python-faq", "tuxpaint-xling", "openclipart-dev")
-
-
-@block("card.mini.v2-v3")
-def card_mini_v2_v3(res: Results) -> str:
-    data = res("models")
-    return (_version_table(data, "mmembed-mini-v2", "mmembed-mini", VERSION_SETS) + "\n\n"
-            f"`v2 -> v3`: `mmembed-mini-v2` ({data['models']['mmembed-mini-v2']['encoder']}) -> this model "
-            f"({data['models']['mmembed-mini']['encoder']}); the better value in bold. `tuxpaint-xling` asks the "
-            "stamps' translated captions for the images; `openclipart-dev` is the development set the levers were "
-            "chosen on (held-back concepts of a training source, so it flatters v3: read the Tux Paint rows). "
-            + run_line(data) + " (`benchmarks/results/models.json`).")
-
-
-@block("card.minilm.v1-v3")
-def card_minilm_v1_v3(res: Results) -> str:
-    data = res("models")
-    return (_version_table(data, "mmembed-mini-minilm-v1", "mmembed-mini-minilm", VERSION_SETS) + "\n\n"
-            f"`mmembed-mini-minilm-v1` ({data['models']['mmembed-mini-minilm-v1']['encoder']}) -> this model "
-            f"({data['models']['mmembed-mini-minilm']['encoder']}). " + run_line(data)
-            + " (`benchmarks/results/models.json`).")
-
-
 def _towers_run(s: dict[str, Any]) -> str:
     """The towers' training run as its own summary records it (command, time, pace, loss, date, load)."""
     t, run = s["train"], s.get("run") or {}
@@ -315,11 +277,6 @@ def _towers_run(s: dict[str, Any]) -> str:
 @block("card.mini.towers-command")
 def card_mini_towers_command(res: Results) -> str:
     return _towers_run(res.summary("mmembed-mini-v3", "towers_summary.json"))
-
-
-@block("card.minilm.towers-command")
-def card_minilm_towers_command(res: Results) -> str:
-    return _towers_run(res.summary("mmembed-mini-minilm"))
 
 
 @block("card.mini.data")

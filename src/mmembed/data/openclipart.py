@@ -255,29 +255,36 @@ def tuxpaint_arrays(with_captions: bool = False) -> Any:
     return (np.stack(out), captions) if with_captions else np.stack(out)
 
 
+def without_tuxpaint_duplicates(drawings: Sequence[Drawing], pool: ProcessPoolExecutor | None = None
+                                ) -> tuple[list[tuple[Drawing, np.ndarray]], int, int]:
+    """Render ``drawings`` and leave out the unrenderable ones and the near-duplicates of Tux Paint stamps:
+    ``(kept (drawing, image) pairs, near-duplicates left out, unrenderable)``. The one rule for the training
+    slice and the development set."""
+    arrays = render_openclipart(drawings, pool)
+    keep = [i for i, a in enumerate(arrays) if a is not None]
+    stamps, captions = tuxpaint_arrays(with_captions=True)
+    _, dup = tuxpaint_near_duplicates(np.stack([arrays[i] for i in keep]), stamps,
+                                      [drawings[i].title for i in keep], captions)
+    kept = [(drawings[i], arrays[i]) for i, is_dup in zip(keep, dup) if not is_dup]
+    return kept, int(dup.sum()), len(arrays) - len(keep)
+
+
 def training_items(pool: ProcessPoolExecutor, used: list[dict],
                    say: Callable[[str], None]) -> Iterator[tuple[np.ndarray, str, str]]:
     """``(image, caption, concept)`` of the training slice: no development concept, no Tux Paint
     near-duplicate (counts recorded in the package's entry of ``used``)."""
     root = locked_fetch("deb", PACKAGE, used) / _SVG_SUBDIR
-    drawings = [d for d in load_drawings(root) if not d.dev]
-    arrays = render_openclipart(drawings, pool)
-    keep = [i for i, a in enumerate(arrays) if a is not None]
-    stamps, captions = tuxpaint_arrays(with_captions=True)
-    _, dup = tuxpaint_near_duplicates(np.stack([arrays[i] for i in keep]), stamps,
-                                         [drawings[i].title for i in keep], captions)
-    n_dup = int(dup.sum())
+    kept, n_dup, n_bad = without_tuxpaint_duplicates([d for d in load_drawings(root) if not d.dev], pool)
     rec = next((u for u in used if u["name"] == PACKAGE), None)
     if rec is not None:
         rec["excluded_tuxpaint_near_duplicates"] = n_dup
-        rec["unrenderable"] = len(arrays) - len(keep)
-    say(f"  openclipart: {n_dup} drawings left out as near-duplicates of Tux Paint stamps, "
-        f"{len(arrays) - len(keep)} unrenderable")
-    for i, is_dup in zip(keep, dup):
-        if not is_dup:
-            yield arrays[i], drawings[i].title, "openclipart:" + drawings[i].concept
+        rec["unrenderable"] = n_bad
+    say(f"  openclipart: {n_dup} drawings left out as near-duplicates of Tux Paint stamps, {n_bad} unrenderable")
+    for d, image in kept:
+        yield image, d.title, "openclipart:" + d.concept
 
 
-__all__ = ["TRAINING_SOURCE", "render_openclipart", "training_items", "tuxpaint_arrays", "DEV_MODULUS", "DUPLICATE_CORRELATION", "Drawing", "PACKAGE", "SKIP_FOLDERS", "clean_title",
-           "concept_key", "is_dev_concept", "load_drawings", "openclipart_root", "parse_metadata",
-           "render_drawing", "tuxpaint_near_duplicates"]
+__all__ = ["DEV_MODULUS", "DUPLICATE_CORRELATION", "Drawing", "PACKAGE", "SKIP_FOLDERS", "TRAINING_SOURCE",
+           "clean_title", "concept_key", "is_dev_concept", "load_drawings", "openclipart_root", "parse_metadata",
+           "render_drawing", "render_openclipart", "training_items", "tuxpaint_arrays", "tuxpaint_near_duplicates",
+           "without_tuxpaint_duplicates"]

@@ -189,10 +189,7 @@ def read_idx(path: Path) -> np.ndarray:
 def _locked_npm(name: str, used: list[dict] | None = None) -> Path:
     """``fetch_npm`` for a training package: it must be pinned in the lock (unless unlocked builds are
     allowed); what was fetched is appended to ``used``."""
-    return _locked_fetch("npm", name, used)
-
-
-_locked_fetch = locked_fetch  # older name
+    return locked_fetch("npm", name, used)
 
 
 def _labels(used: list[dict] | None = None) -> dict[str, str]:
@@ -211,7 +208,7 @@ def _google_pngs(labels: dict[str, str], used: list[dict] | None = None) -> Iter
 
 
 def _fashion(per_class: int, seed: int, used: list[dict] | None = None) -> Iterator[tuple[np.ndarray, str, str]]:
-    root = _locked_fetch("deb", "dataset-fashion-mnist", used) / "root" / "usr" / "share" / "datasets" / "fashion-mnist"
+    root = locked_fetch("deb", "dataset-fashion-mnist", used) / "root" / "usr" / "share" / "datasets" / "fashion-mnist"
     images = read_idx(root / "train-images-idx3-ubyte.gz")  # train split only
     labels = read_idx(root / "train-labels-idx1-ubyte.gz")
     rng = np.random.default_rng(seed)
@@ -245,8 +242,8 @@ def build_training_set(
     pins = [(p.registry, p.name, p.version, p.sha256) for p in lock.packages]
     parts = [sets, google_png, fashion_per_class, seed, IMAGE_SIZE, 4, pins, render_versions(), unlocked_allowed()]
     if openclipart:
-        parts.append(["openclipart", 4, oc.NAMED_DUPLICATE_CORRELATION, oc.SKIP_FOLDERS, oc.DUPLICATE_CORRELATION, oc.DEV_MODULUS,
-                      oc.COLLECTION_TITLE_COUNT])
+        parts.append(["openclipart", 4, oc.NAMED_DUPLICATE_CORRELATION, oc.SKIP_FOLDERS, oc.DUPLICATE_CORRELATION,
+                      oc.DEV_MODULUS, oc.COLLECTION_TITLE_COUNT])
     key = hashlib.sha256(json.dumps(parts).encode())
     path = cache_dir() / "training_sets" / f"pairs-{key.hexdigest()[:12]}.npz"
     if path.is_file() and not rebuild:

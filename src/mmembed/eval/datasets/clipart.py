@@ -23,30 +23,22 @@ class _Rendered:
 
 def openclipart_dev_drawings() -> list[_Rendered]:
     """The development slice as stamp-like records (rendered to PNG once, in the cache)."""
-    import numpy as np
     from PIL import Image
 
     from ...data import openclipart as oc
     from ...data.fetch import cache_dir
     from ...data.render import IMAGE_SIZE
 
-    drawings = [d for d in oc.load_drawings(oc.openclipart_root()) if d.dev]
     out_dir = cache_dir() / "eval" / f"openclipart-dev-{IMAGE_SIZE}-v2"
     listing = out_dir / "drawings.tsv"
-    if not listing.is_file():
-        arrays = oc.render_openclipart(drawings)
-        keep = [i for i, a in enumerate(arrays) if a is not None]
-        stamps, captions = oc.tuxpaint_arrays(with_captions=True)
-        _, dup = oc.tuxpaint_near_duplicates(np.stack([arrays[i] for i in keep]), stamps,
-                                             [drawings[i].title for i in keep], captions)
+    if not listing.is_file():  # parse, render and check the drawings only once
+        kept, _, _ = oc.without_tuxpaint_duplicates([d for d in oc.load_drawings(oc.openclipart_root()) if d.dev])
         out_dir.mkdir(parents=True, exist_ok=True)
         lines = []
-        for i, is_dup in zip(keep, dup):
-            if is_dup:
-                continue
-            name = drawings[i].id.replace("/", "__") + ".png"
-            Image.fromarray(arrays[i]).save(out_dir / name)
-            lines.append(f"{drawings[i].id}\t{name}\t{drawings[i].title}")
+        for d, image in kept:
+            name = d.id.replace("/", "__") + ".png"
+            Image.fromarray(image).save(out_dir / name)
+            lines.append(f"{d.id}\t{name}\t{d.title}")
         tmp = listing.with_suffix(".tmp")
         tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
         tmp.replace(listing)
