@@ -144,7 +144,7 @@ def test_output_directory_reloads_to_the_same_vectors(trained: dict[str, Any], t
     assert sorted(p.name for p in out.iterdir()) == ["MODEL_CARD.md", "mmembed_config.json", "model.safetensors",
                                                       "training_summary.json"]
     back = mmembed.load_encoder(str(out))
-    assert isinstance(back, MiniEncoder) and back.name.startswith("mmembed-mini-v2-ft-")
+    assert isinstance(back, MiniEncoder) and back.name.startswith("mmembed-mini-v3-ft-")
     enc: MiniEncoder = trained["enc"]  # the encoder object trained in memory
     items = ["a red circle", tiny["root"] / "img" / "blue-square-0.png",
              {"text": "gold", "image": tiny["root"] / "img" / "gold-circle-1.png"}]
@@ -386,3 +386,30 @@ def test_cli_eval_writes_the_before_after_table_into_the_card(tiny: dict[str, An
     assert set(after) == {"text->image", "text->text", "image->text", "text->image (no instruction)",
                           "text->text (no instruction)", "image->text (no instruction)"}
     assert "ModAcc@1 (mmembed-mini-towers)" in res.output and "ModAcc@1 (fine-tuned)" in res.output
+
+
+def test_a_pair_with_an_image_and_text_positive_competes_across_modalities(tmp_path: Path) -> None:
+    """The rule that keeps pages and screenshots findable by plain text queries: a row whose positive is an
+    image + text document competes against every candidate, with no modality margin, and the same concept in
+    any modality is not a negative; an image-only positive keeps the modality rules."""
+    from mmembed.train.finetune import batch_mask
+
+    Image.new("RGB", (8, 8), "green").save(tmp_path / "f.png")
+    pairs = _write_jsonl(tmp_path / "pairs.jsonl", [
+        {"query": "frog", "positive": {"image": "f.png"}, "task": "text->image", "concept": "frog"},
+        {"query": "frog", "positive": {"text": "A frog.", "image": "f.png"}, "concept": "frog", "id": "cap:f"},
+        {"query": "Apfel", "positive": "apple", "task": "text->text", "concept": "apple"}])
+    pool = _write_jsonl(tmp_path / "pool.jsonl", [{"text": "frog", "concept": "frog", "id": "t:frog"}])
+    d = build_training_data(read_pairs(pairs), read_pool(pool))
+    assert d.mixed_positive(np.arange(3)).tolist() == [False, True, False]
+    rows = np.arange(3)
+    frog_text = d.n_pool - 1
+    cols = np.array([*d.positive.tolist(), frog_text])  # image, image+text, "apple", "frog"
+    mask, margin = batch_mask(d, rows, cols, np.zeros(3, dtype=bool), 0.2)
+    # image + text positive: the drawing and the caption of its own concept are right answers, "apple" competes
+    assert mask[1].tolist() == [True, True, False, True] and margin is not None and not margin[1].any()
+    # image positive, instructed: the frog caption and the captioned drawing compete, a margin below it
+    assert mask[0].tolist() == [True, False, False, False] and margin[0].tolist() == [0.0, 0.2, 0.2, 0.2]
+    # asked without the instruction: only images compete for the image row; the captioned row still sees all
+    mask, _ = batch_mask(d, rows, cols, np.ones(3, dtype=bool), 0.2)
+    assert mask[0].tolist() == [True, True, True, True] and mask[1].tolist() == [True, True, False, True]

@@ -166,6 +166,11 @@ class TrainingData:
     def target_modality(self, i: int) -> str:
         return self.modalities[int(self.pool_modality[self.positive[i]])]
 
+    def mixed_positive(self, rows: np.ndarray) -> np.ndarray:
+        """Per row: its positive is interleaved (image + text), a document no instruction's modality names."""
+        mixed = np.array(["+" in m for m in self.modalities], dtype=bool)
+        return mixed[self.pool_modality[self.positive[rows]]]
+
     def text_to_text(self) -> np.ndarray:
         return np.array([i for i in range(self.n_pairs)
                          if self.query_modality[i] == "text" and self.target_modality(i) == "text"], dtype=np.int64)
@@ -235,6 +240,12 @@ def _lr_factor(step: int, total: int, warmup: int) -> float:
     return warm * max(0.02, 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(1, total)))))
 
 
+def same_concept(data: TrainingData, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``(len(rows), len(cols))``: column ``j`` shows the concept of pair ``rows[i]``, in any modality."""
+    concept = data.pair_concept[rows][:, None]
+    return (concept >= 0) & (data.pool_concept[cols][None, :] == concept)
+
+
 def false_negative_mask(data: TrainingData, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """``(len(rows), len(cols))``: column document ``cols[j]`` (pool index) must not be a negative of pair
     ``rows[i]`` -- it is that pair's positive, has its id, or shares its concept in the positive's modality."""
@@ -245,6 +256,30 @@ def false_negative_mask(data: TrainingData, rows: np.ndarray, cols: np.ndarray) 
     mask |= (concept >= 0) & (data.pool_concept[cols][None, :] == concept) & (
         data.pool_modality[cols][None, :] == target)
     return mask
+
+
+def batch_mask(data: TrainingData, rows: np.ndarray, cols: np.ndarray, plain: np.ndarray,
+               modality_margin: float) -> tuple[np.ndarray, np.ndarray | None]:
+    """Which columns are left out of each row's softmax, and the cosine margin the others must stay below the
+    positive by (``None`` without a margin).
+
+    * false negatives (:func:`false_negative_mask`) never compete;
+    * a row asked without its instruction (``plain``) competes only against its positive's modality;
+    * a row whose positive is interleaved (a drawing with its caption, a page with its text layer) holds the text
+      a plain query asks for: every candidate competes, asked with or without its instruction, with no modality
+      margin, and the same concept in any modality is a right answer too, never a negative;
+    * otherwise a wrong-modality column must stay ``modality_margin`` below the positive.
+    """
+    mask = false_negative_mask(data, rows, cols)
+    wrong = data.pool_modality[cols][None, :] != data.pool_modality[data.positive[rows]][:, None]
+    mixed = data.mixed_positive(rows)
+    mask |= (plain & ~mixed)[:, None] & wrong
+    if mixed.any():
+        mask |= mixed[:, None] & same_concept(data, rows, cols)
+    margin = None
+    if modality_margin:
+        margin = np.where(wrong & ~plain[:, None] & ~mixed[:, None], modality_margin, 0.0)
+    return mask, margin
 
 
 def contrastive_loss(q: torch.Tensor, d: torch.Tensor, scale: torch.Tensor, mask: np.ndarray,
@@ -380,12 +415,7 @@ class Finetuner:
         doc_items = torch.from_numpy(uniq + d.n_pairs)
         docs_u = self.backend.embed(doc_items, None, is_query=False, generator=g)
         docs = docs_u[torch.from_numpy(inverse.reshape(-1))]
-        mask = false_negative_mask(d, rows, cols_arr)
-        wrong = d.pool_modality[cols_arr][None, :] != d.pool_modality[d.positive[rows]][:, None]
-        mask |= plain[:, None] & wrong
-        margin = None
-        if cfg.modality_margin:
-            margin = np.where(wrong & ~plain[:, None], cfg.modality_margin, 0.0)
+        mask, margin = batch_mask(d, rows, cols_arr, plain, cfg.modality_margin)
         scale = self.backend.logit_scale.exp().clamp(max=100.0)  # type: ignore[attr-defined]
         loss = contrastive_loss(q, docs, scale, mask, margin)
         if cfg.anchor_weight > 0:
@@ -683,4 +713,4 @@ def finetune(
 
 
 __all__ = ["FinetuneConfig", "FinetuneResult", "Finetuner", "StageResult", "TrainingData", "build_training_data",
-           "check_output_dir", "contrastive_loss", "false_negative_mask", "finetune", "model_card"]
+           "batch_mask", "check_output_dir", "contrastive_loss", "false_negative_mask", "finetune", "model_card"]

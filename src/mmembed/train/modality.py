@@ -1,6 +1,7 @@
 """The modality-bias recipe: teach the default model to follow "find an image" vs "find a text" instructions.
 
-    python -m mmembed.train.modality --work DIR
+    python -m mmembed.train.modality --work DIR                    # v3's adapters on the default's towers
+    python -m mmembed.train.modality --work DIR --data v2 --encoder mmembed-mini-v2-towers   # v2's
 
 1. **prepare** (cached in ``DIR/data``): pairs from the *training* sets only -- never Tux Paint, the evaluation
    set -- written as an ordinary ``mmembed train`` pairs file:
@@ -10,7 +11,10 @@
      the stage-1 model ranks a query's own caption text above its image: the wrong-modality hard negative;
    * text->text: the emoji name in another language (``emojibase-data`` locales) or its keywords -> the
      English name as text, under the ``text->text`` task (the images are the wrong-modality distractors);
-   * image->text: a drawing -> its name, under the ``image->text`` task.
+   * image->text: a drawing -> its name, under the ``image->text`` task;
+   * (v3) text->image+text: a name -> the drawing *with* its caption (an image + text document, as a PDF page
+     with its text layer is), a third each asked with no instruction, a ``text->image+text`` and a
+     ``text->text`` phrasing: such documents must stay above unrelated text documents for plain queries.
 
 2. **train**: ``mmembed train DIR/data/pairs.jsonl --pool DIR/data/pool.jsonl --out DIR/model`` with the
    options below (the frozen text tower and image tower stay as shipped; the task adapters and temperature
@@ -51,7 +55,10 @@ TASK_FAMILIES: dict[str, tuple[str, ...]] = {
     "text->text": ("text->text", "question->passage", "mbeir:webqa:text->text"),
     "image->text": ("image->text", "mbeir:mscoco:image->text", "mbeir:visualnews:image->text",
                     "mbeir:fashion200k:image->text"),
+    "text->image+text": ("text->image+text", "mbeir:webqa:text->image+text", "mbeir:edis:text->image+text"),
 }
+#: How the captioned pairs (plain text -> drawing + caption) are asked, round robin: ``None`` is no instruction.
+CAPTIONED_TASKS: tuple[str | None, ...] = (None, "text->image+text", "text->text")
 
 
 def sentence_form(name: str, rng: np.random.Generator) -> str:
@@ -87,7 +94,7 @@ def _emojibase(locale: str) -> dict[str, dict[str, Any]]:
 #: a free-text phrasing from :data:`mmembed.train.phrasings.TRAIN` instead of the task's paraphrases.
 RECIPES: dict[str, dict[str, Any]] = {
     "v2": {"training_set": "v2", "free_phrasing_share": 0.0},
-    "v3": {"training_set": "v3", "free_phrasing_share": 0.5},
+    "v3": {"training_set": "v3", "free_phrasing_share": 0.5, "captioned": True},
 }
 
 
@@ -119,6 +126,7 @@ def prepare(work: Path, *, images_per_concept: int = 4, seed: int = 0, recipe: s
     ts = build_training_set(log=log, **DATA_RECIPES[spec["training_set"]])
     rng = np.random.default_rng(seed)
     free_rng = np.random.default_rng([seed, 1])  # its own stream: v2's pairs do not change
+    cap_rng = np.random.default_rng([seed, 2])
     by_concept: dict[str, list[int]] = defaultdict(list)
     for i, c in enumerate(ts.concepts):
         by_concept[c].append(i)
@@ -159,6 +167,20 @@ def prepare(work: Path, *, images_per_concept: int = 4, seed: int = 0, recipe: s
             if k == 0:
                 pairs.append(phrased({"query": {"image": img}, "positive": texts[int(rng.integers(2))],
                                       "task": task("image->text"), "concept": concept}, "image->text"))
+                if spec.get("captioned"):
+                    # a plain text query -> the drawing *with* its caption (an image + text document, as a
+                    # PDF page with its text layer or a screenshot with its OCR text is), asked without an
+                    # instruction: such documents must stay above unrelated text documents
+                    # (a third each: no instruction, a "text->image+text" phrasing, a "text->text" one: a
+                    # page with a text layer is a passage too)
+                    j = int(cap_rng.integers(2))
+                    pair = {"query": texts[j], "positive": {"text": texts[1 - j], "image": img},
+                            "concept": concept, "id": f"cap:{i}"}
+                    kind = CAPTIONED_TASKS[turn["captioned"] % len(CAPTIONED_TASKS)]
+                    turn["captioned"] += 1
+                    if kind is not None:
+                        pair["task"] = task(kind)
+                    pairs.append(pair)
         for j, text in enumerate(texts):
             pool.append({"text": text, "id": f"txt{j}:{concept}", "concept": concept})
     # text->text: another language's name, or the keywords, -> the English name (emoji concepts only)
@@ -189,7 +211,7 @@ def prepare(work: Path, *, images_per_concept: int = 4, seed: int = 0, recipe: s
     done.write_text(stamp)
     counts: dict[str, int] = defaultdict(int)
     for p in pairs:
-        counts[next(k for k, fam in TASK_FAMILIES.items() if p["task"] in fam)] += 1
+        counts[next((k for k, fam in TASK_FAMILIES.items() if p.get("task") in fam), "no instruction")] += 1
     log(f"wrote {len(pairs)} pairs ({dict(counts)}) and a pool of {len(pool)} caption texts to {data}")
     return pairs_path, pool_path
 
@@ -259,11 +281,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m mmembed.train.modality", description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", required=True, help="working directory (data, model, results)")
     ap.add_argument("--encoder", default="mmembed-mini-towers",
-                    help="model to start from (default: the shipped mmembed-mini towers with identity adapters)")
+                    help="model to start from (default: the default model's towers with identity adapters)")
     ap.add_argument("--images-per-concept", type=int, default=4)
-    ap.add_argument("--data", choices=tuple(RECIPES), default="v2",
-                    help="data recipe: v2 (emoji/icon sets, registry paraphrases) or v3 (plus the Open Clip Art "
-                         "training slice, and half the pairs phrased in users' own words)")
+    ap.add_argument("--data", choices=tuple(RECIPES), default="v3",
+                    help="data recipe: v3, the default's (the v2 sets plus the Open Clip Art training slice, half the "
+                         "pairs phrased in users' own words, plain text queries for drawings with their caption), "
+                         "or v2 (emoji/icon sets, registry paraphrases; with --encoder mmembed-mini-v2-towers)")
     ap.add_argument("--stages", default="2")
     ap.add_argument("--epochs", type=int, default=2, help="epochs of stage 1 (the miner)")
     ap.add_argument("--stage2-epochs", type=int, default=6)

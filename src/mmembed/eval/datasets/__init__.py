@@ -7,6 +7,8 @@ of queries, a document pool and, per query, the indices of its relevant document
 * ``tuxpaint``: Tux Paint stamps (Debian ``tuxpaint-stamps-default``), caption -> image and image -> caption
   over every captioned stamp;
 * ``tuxpaint-xling``: the stamps' translated captions -> image, one subset per language;
+* ``tuxpaint-captioned``: half the captions indexed as stamp + caption (image + text documents), half as
+  text alone; the first asked without an instruction (image + text documents must not sink below texts);
 * ``fashion-mnist``: Debian ``dataset-fashion-mnist`` test split, class name -> images (zero-shot) and
   image -> class name (R@1 is zero-shot accuracy); ``fashion-mnist-inverted``: the same pictures as dark
   garments on white instead of light on black;
@@ -39,6 +41,7 @@ from .stamps import (
     MixedPool,
     ModalitySubset,
     tuxpaint,
+    tuxpaint_captioned,
     tuxpaint_mixed,
     tuxpaint_xling,
 )
@@ -52,6 +55,7 @@ DATASETS: dict[str, Builder] = {
     "tuxpaint": tuxpaint,
     "tuxpaint-xling": tuxpaint_xling,
     "tuxpaint-mixed": tuxpaint_mixed,
+    "tuxpaint-captioned": tuxpaint_captioned,
     "openclipart-dev": openclipart_dev,
     "fashion-mnist": fashion_mnist,
     "fashion-mnist-inverted": fashion_mnist_inverted,
@@ -109,6 +113,7 @@ __all__ = [
     "python_faq",
     "sample_indices",
     "tuxpaint",
+    "tuxpaint_captioned",
     "tuxpaint_mixed",
     "tuxpaint_xling",
 ]

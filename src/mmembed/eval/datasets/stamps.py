@@ -184,6 +184,53 @@ def tuxpaint_mixed(*, limit: int | None = None, seed: int = 0, stamps: Sequence[
         "image->text queries")
 
 
+def tuxpaint_captioned(*, limit: int | None = None, seed: int = 0, stamps: Sequence[Any] | None = None
+                       ) -> EvalDataset:
+    """Image + text documents among text documents, asked in plain words: half the distinct captions are
+    indexed as their stamps *with* the caption (an image + text document, as a PDF page with its text layer or
+    a screenshot with its OCR text is), the other half as the caption text alone; each caption of the first
+    half is asked with no instruction, and its image + text documents are the relevant ones. A model whose
+    document adapter moves image-holding documents away from plain text queries loses them among the unrelated
+    text documents here.
+    """
+    all_stamps = _stamps(stamps)
+    if not all_stamps:
+        raise DatasetError("no captioned Tux Paint stamps found")
+    chosen = [all_stamps[i] for i in sample_indices(len(all_stamps), limit, seed)]
+    by_caption: dict[str, list[Any]] = {}
+    for s in chosen:
+        by_caption.setdefault(normalize_caption(s.caption), []).append(s)
+    keys = sorted(by_caption)
+    if len(keys) < 2:
+        raise DatasetError("tuxpaint-captioned needs at least two distinct captions")
+    with_image, text_only = keys[0::2], keys[1::2]
+    items: list[Any] = []
+    ids: list[str] = []
+    modalities: list[str] = []
+    queries: list[str] = []
+    relevant: list[tuple[int, ...]] = []
+    for key in with_image:
+        rel = []
+        for s in by_caption[key]:
+            rel.append(len(items))
+            items.append({"text": s.caption, "image": str(s.image_path)})
+            ids.append(f"captioned:{s.id}")
+            modalities.append("image+text")
+        queries.append(by_caption[key][0].caption.strip())
+        relevant.append(tuple(rel))
+    for key in text_only:
+        items.append(by_caption[key][0].caption.strip())
+        ids.append(f"text:{key}")
+        modalities.append("text")
+    tag = _content_tag([str(s.image_path) for s in chosen] + [s.caption for s in chosen])
+    pool = MixedPool(key=f"tuxpaint-captioned:{tag}", items=items, ids=ids, modalities=modalities)
+    sub = Subset("text->image+text (no instruction)", queries, relevant, pool, None, query_texts=list(queries))
+    return EvalDataset(
+        "tuxpaint-captioned", [sub], source="Debian tuxpaint-stamps-default (GPL-2)",
+        description=f"image + text documents among text documents: {len(with_image)} captions indexed as their "
+        f"stamps with the caption, {len(text_only)} as the caption alone; the first asked without an instruction")
+
+
 def _mirrored(path: Any) -> Any:
     """The image at ``path`` flipped left-right (transparency kept: the loader puts it on white)."""
     from PIL import Image, ImageOps
