@@ -167,6 +167,9 @@ def table(first: Mapping[str, Mapping[str, float]], rows: Sequence[dict[str, Any
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--encoder", default="default", help="first-stage encoder (default: mmembed-mini)")
+    ap.add_argument("--second", default=None,
+                    help="second opinion instead of the default reranker's: a mini model folder bundled in the "
+                         "package (mmembed-mini-minilm-v1) or a model directory")
     ap.add_argument("--k", type=int, default=10, help="results per query; fetch_k defaults from it as in retrieve()")
     ap.add_argument("--fetch-k", type=int, default=None,
                     help="candidates per query given to the reranker (default: mmembed.pipeline.default_fetch_k(k))")
@@ -195,13 +198,20 @@ def main(argv: list[str] | None = None) -> int:
     encoder = mmembed.load_encoder(args.encoder)
     default = mmembed.load_reranker("default", encoder=encoder)
     Recording, Replay = make_classes()
-    recorder = Recording(encoder, second=default.second, weights=DEFAULT_WEIGHTS)
-    if recorder.name != default.name:
+    second = default.second
+    if args.second:
+        from mmembed.encoders.mini import load_mini
+
+        bundled = Path(mmembed.__file__).resolve().parent / "models" / args.second
+        second = load_mini(bundled if bundled.is_dir() else args.second, image_policy=encoder.image_policy)
+        default = type(default)(encoder, second=second, weights=DEFAULT_WEIGHTS)  # the check below compares to it
+    recorder = Recording(encoder, second=second, weights=DEFAULT_WEIGHTS)
+    if not args.second and recorder.name != default.name:
         raise SystemExit(f"the recording reranker {recorder.name} differs from the default {default.name}")
     points: list[tuple[float | None, dict[str, float]]] = [(d, grid_weights(d)) for d in GRID]
     points.append((None, dict(DEFAULT_WEIGHTS)))
     points.sort(key=lambda p: dense_share(p[1]))
-    replays = [Replay(encoder, second=default.second, weights=w, signals=recorder.signals) for _, w in points]
+    replays = [Replay(encoder, second=second, weights=w, signals=recorder.signals) for _, w in points]
 
     data = openclipart_dev(limit=args.limit, seed=args.seed)
     print(f"== {data.name}: {data.description} [{data.source}]", file=sys.stderr, flush=True)
@@ -282,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         "subsets": subsets_info,
         "encoder": encoder.name,
         "reranker": default.name,
-        "second": getattr(default.second, "name", None),
+        "second": getattr(second, "name", None),
         "k": args.k,
         "fetch_k": fetch_k,
         "fetch_k_rule": "mmembed.pipeline.default_fetch_k(k) = max(3k, 20), what mmembed.retrieve fetches"
