@@ -2,18 +2,20 @@
 
     python benchmarks/bench_models.py --threads 1        # writes benchmarks/results/models.json
 
-Three checkpoints, each scored with the ``mmembed eval`` harness (exact search, tie-aware metrics, captions
+Five checkpoints, each scored with the ``mmembed eval`` harness (exact search, tie-aware metrics, captions
 merged by :func:`mmembed.eval.datasets.normalize_caption`):
 
-* ``mmembed-mini-towers``: the v1 towers (task adapters reset to the identity), the "before" of the
-  task-adapter fine-tuning;
-* ``mmembed-mini``: the shipped default (v2 = the towers + fine-tuned task adapters), the "after";
+* ``mmembed-mini-towers``: the default's towers (v3; task adapters reset to the identity), the "before" of
+  the task-adapter fine-tuning;
+* ``mmembed-mini``: the shipped default (v3 = the towers + fine-tuned task adapters), the "after";
+* ``mmembed-mini-v2``: the previous default, on the same sets;
 * ``mmembed-mini-minilm``: the default reranker's second opinion (towers trained into all-MiniLM-L6-v2's
-  space).
+  space; v3); ``mmembed-mini-minilm-v1``: the previous one.
 
 Sets: ``tuxpaint`` with the per-stamp text -> image subset, ``tuxpaint-xling`` in the six languages of the
-towers' cards; for the first two also ``tuxpaint-mixed`` (ModAcc@1, the modality-bias benchmark) and
-``python-faq``, ``tuxpaint`` and ``python-faq`` a second time without the instruction. The model cards'
+towers' cards and the development set ``openclipart-dev``; for the e5-space checkpoints also ``tuxpaint-mixed``
+(ModAcc@1, the modality-bias benchmark), ``tuxpaint-captioned`` (image + text documents among text documents)
+and ``python-faq``, ``tuxpaint`` and ``python-faq`` a second time without the instruction. The model cards'
 tables, the README's modality table and its per-stamp sentence are rendered from the JSON by
 ``scripts/render_figures.py``.
 """
@@ -33,10 +35,15 @@ from bench_quality import RESULTS, load_average, run_header, update_results, wri
 MODELS: dict[str, str] = {
     "mmembed-mini-towers": "mmembed-mini-towers",
     "mmembed-mini": "mmembed-mini",
+    "mmembed-mini-v2": "mmembed-mini-v2",
     "mmembed-mini-minilm": "package:mmembed-mini-minilm",
+    "mmembed-mini-minilm-v1": "package:mmembed-mini-minilm-v1",
 }
+#: the package folder holding each registered name's weights
+FOLDERS: dict[str, str] = {"mmembed-mini-towers": "mmembed-mini-v3", "mmembed-mini": "mmembed-mini-v3",
+                           "mmembed-mini-v2": "mmembed-mini-v2"}
 #: the checkpoints scored on the modality-bias and FAQ sets too (the before/after of the adapters)
-FULL = ("mmembed-mini-towers", "mmembed-mini")
+FULL = ("mmembed-mini-towers", "mmembed-mini", "mmembed-mini-v2")
 UNINSTRUCTED = ("tuxpaint", "python-faq")
 
 
@@ -46,7 +53,7 @@ def _weights_sha256(spec: str) -> str:
 
     import mmembed
 
-    folder = spec[len("package:"):] if spec.startswith("package:") else "mmembed-mini"
+    folder = spec[len("package:"):] if spec.startswith("package:") else FOLDERS[spec]
     path = Path(mmembed.__file__).resolve().parent / "models" / folder / "model.safetensors"
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -94,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         loaded[label] = enc
         sets: list[Any] = [tuxpaint(per_stamp=True)]
         if label in FULL:
-            sets += ["tuxpaint-mixed", "python-faq"]
-        sets.append(tuxpaint_xling(languages=CROSS_LINGUAL))
+            sets += ["tuxpaint-mixed", "tuxpaint-captioned", "python-faq"]
+        sets += [tuxpaint_xling(languages=CROSS_LINGUAL), "openclipart-dev"]
         if args.datasets:
             sets = [spec for spec in sets if (spec if isinstance(spec, str) else spec.name) in args.datasets]
         t0 = time.perf_counter()

@@ -24,7 +24,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_quality import RESULTS, load_average, run_header, write_json  # noqa: E402
 
-SHIPPED = Path(__file__).resolve().parents[1] / "src" / "mmembed" / "models" / "mmembed-mini"
+SHIPPED = Path(__file__).resolve().parents[1] / "src" / "mmembed" / "models" / "mmembed-mini-v2"
 WEIGHTS = "model.safetensors"
 #: what the recipe trains (the towers are frozen and must be equal bit for bit)
 TRAINED_PREFIXES = ("query_adapter.", "doc_adapter.", "logit_scale")
@@ -85,7 +85,14 @@ def describe_run(work: Path) -> dict[str, Any]:
         out["packages"] = [{k: p.get(k) for k in ("registry", "name", "version", "sha256", "locked")}
                            for p in m["packages"]]
         out["render_versions"] = m.get("render_versions")
-        recorded = load_lock().digests.get("modality")
+        recipe = "v2"  # the recipe the run prepared (its DONE stamp; runs before v3 have none)
+        done = work / "data" / "DONE"
+        if done.is_file():
+            recipe = json.loads(done.read_text()).get("recipe", "v2")
+        from mmembed.train.modality import digest_key
+
+        out["recipe"] = recipe
+        recorded = load_lock().digests.get(digest_key(recipe))
         out["data_matches_lock"] = (not compare_digests(recorded, m["digests"], what="data")) if recorded else None
     else:
         out["data_digests"] = None  # a run made before manifests existed

@@ -12,7 +12,8 @@ nDCG@10: "better" when the interval is above 0, "worse" when below, else "no cha
 
 Sets: ``tuxpaint`` with the per-stamp subset, ``tuxpaint-xling`` in the languages of the towers' cards
 (``mmembed.train.mini.CROSS_LINGUAL``), ``tuxpaint-mixed``, ``tuxpaint-captioned`` (image + text documents
-among text documents, asked without an instruction: the check a model switch once failed) and ``python-faq``. The two encoders share the
+among text documents, asked without an instruction: the check a model switch once failed), ``fashion-mnist``
+(both colourings), ``emoji-composed`` and ``python-faq``: every set ``bench_quality.py`` reports. The two encoders share the
 frozen text tower (:func:`mmembed.train.modality.share_text_tower`), so text is embedded once. Writes
 ``benchmarks/results/versions.json`` (with the machine, date, load and exact command), which
 ``scripts/render_figures.py`` renders as the ``versions.paired`` block.
@@ -32,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_quality import RESULTS, load_average, run_header, write_json  # noqa: E402
 from bench_rerank import paired_bootstrap, text_table  # noqa: E402
 
-DEFAULT_SETS = ("tuxpaint", "tuxpaint-xling", "tuxpaint-mixed", "tuxpaint-captioned", "python-faq")
+DEFAULT_SETS = ("tuxpaint", "tuxpaint-xling", "tuxpaint-mixed", "tuxpaint-captioned", "fashion-mnist",
+                "fashion-mnist-inverted", "emoji-composed", "python-faq")
 #: the metrics given a paired interval; the verdict is read on the first
 COMPARED = ("nDCG@10", "R@10")
 #: per-query differences smaller than this are float dust, counted as no change

@@ -1,6 +1,6 @@
 """Count the training pairs of the task-adapter recipe (``python -m mmembed.train.modality``).
 
-    python benchmarks/modality_data.py          # writes benchmarks/results/modality_data.json (v2 recipe; --data v3 for v3's)
+    python benchmarks/modality_data.py          # writes benchmarks/results/modality_data.json (v3 recipe; --data v2 for v2's)
 
 Runs the recipe's own ``prepare`` step (registry packages -> ``pairs.jsonl`` + ``pool.jsonl``, cached under
 ``--work``; never Tux Paint) and ``build_training_data`` on its output, and records what ``mmembed train``
@@ -25,8 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=None, help="recipe working directory (default: in the mmembed cache)")
     ap.add_argument("--images-per-concept", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--data", choices=("v2", "v3"), default="v2",
-                    help="the recipe's data version (default v2, the default model's)")
+    ap.add_argument("--data", choices=("v2", "v3"), default="v3",
+                    help="the recipe's data version (default v3, the default model's)")
     ap.add_argument("--out", type=Path, default=RESULTS / "modality_data.json")
     args = ap.parse_args(argv)
 

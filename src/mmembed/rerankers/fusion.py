@@ -21,9 +21,11 @@ with no text, for the two text signals) the candidate's normalised dense score s
 text candidates compete on equal terms. A signal that is constant over the set (say, no query word occurs in
 any candidate) carries no ranking information and is left out. The result is the weighted mean
 ``sum(w_s * signal_s) / sum(w_s)`` with :data:`DEFAULT_WEIGHTS`, chosen on development sets that are neither
-training nor evaluation data: Python HOWTO sections (title -> section) for the text signals, and Iconify
-``game-icons`` (name -> icon, a set the mini models never trained on) for the dense/second balance on images
-(dense shares from 0.2 to 0.4 were within 0.001 nDCG@10 of the best there). The weights were chosen for mmembed-mini as the first stage;
+training nor evaluation data. The lexical share was first set on Python HOWTO sections (title -> section);
+the dense/second balance was re-checked for mmembed-mini-v3 and its v3 second tower on ``openclipart-dev``
+(held-back Open Clip Art concepts) by ``benchmarks/choose_fusion_weights.py``
+(``benchmarks/results/fusion_weights.json``), which kept it; with the v1 second tower, reranking there at these
+weights lowered nDCG@10 below the first stage's. The weights were chosen for mmembed-mini as the first stage;
 with a much stronger first stage (MM-Embed, CLIP) raise ``weights["dense"]`` or use the MLLM reranker.
 
 Scores are relative to the candidate list they were computed on (0..1), which is what a reranker needs; use
@@ -85,7 +87,7 @@ VIEWS: dict[str, View] = {
 ALL_VIEWS: tuple[str, ...] = ("mirror", "zoom_in", "zoom_out")
 DEFAULT_VIEWS: tuple[str, ...] = ()
 
-#: Signal weights, chosen on the Python HOWTO development set (never on an evaluation set).
+#: Signal weights, chosen on development sets, never on an evaluation set (see the module docstring).
 DEFAULT_WEIGHTS: dict[str, float] = {"dense": 0.2, "second": 0.4, "lexical": 0.4}
 SIGNALS = tuple(DEFAULT_WEIGHTS)
 

@@ -218,7 +218,8 @@ def licenses_section(text_tower: str) -> str:
 
 The image tower was trained on the images listed above. Several sets require attribution (CC BY 4.0:
 Twemoji by Twitter, EmojiOne, Streamline; CC BY-SA 4.0: OpenMoji, EmojiOne v1) -- this card is that
-attribution; keep it with the weights when you redistribute them. Whether trained weights are adaptations
+attribution; keep it with the weights when you redistribute them. The Open Clip Art Library's drawings (v3
+on) are dedicated to the public domain. Whether trained weights are adaptations
 of their training images is legally unsettled; if that matters to you, retrain without the share-alike
 sets (`build_training_set(iconify_sets=...)`). The frozen text tower is not part of these weights: it is
 {text_tower_description(text_tower)}. Every set's author, source, license and changes made:
@@ -232,8 +233,10 @@ def limits_section(*, adapters_trained: bool) -> str:
         text = ("- Text documents keep the frozen text tower's vectors (only documents holding an image pass the "
                 "document adapter), but every query passes the trained query adapter, so text -> text retrieval "
                 "is close to, not equal to, the frozen tower's (see the before/after table).\n"
-                "- Task instructions go to the query adapter, trained on the phrasings of three task families "
-                "(text->image, image->text, text->text); other instructions reach it untrained.")
+                "- Task instructions go to the query adapter, trained on the registry's phrasings of four task "
+                "families (text->image, image->text, text->text, text->image+text) and, from v3 on, on users' own "
+                "wordings of them; a wording far from all of those reaches it untrained (held-back wordings are "
+                "measured in the default's card), and other tasks (image->image, composed queries) were not trained.")
     else:
         text = ("- Text -> text retrieval is exactly the frozen text tower's quality (the adapters are the "
                 "identity, so its space is not changed).\n"
