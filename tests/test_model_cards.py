@@ -64,7 +64,7 @@ def _section(card: str, heading: str) -> str:
 
 
 def test_the_shipped_cards_do_not_contradict_themselves() -> None:
-    default = (MODELS / "mmembed-mini" / "MODEL_CARD.md").read_text(encoding="utf-8")
+    default = (MODELS / "mmembed-mini-v3" / "MODEL_CARD.md").read_text(encoding="utf-8")
     limits = _section(default, "Limits (read before use)")
     assert "exactly the frozen text tower" not in limits and "untrained (identity)" not in limits
     assert limits.strip() == limits_section(adapters_trained=True).split("\n", 1)[1].strip()

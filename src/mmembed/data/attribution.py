@@ -20,7 +20,8 @@ from .lockfile import Lock, load_lock
 
 ATTRIBUTION_FILE = Path(__file__).resolve().parent.parent / "models" / "ATTRIBUTION.md"
 #: the bundled models whose image towers were trained on the locked data
-MODELS = ("mmembed-mini", "mmembed-mini-minilm")
+#: the bundled mini models, by their folder in ``mmembed/models`` (each card links this file)
+MODELS = ("mmembed-mini-v3", "mmembed-mini-v2", "mmembed-mini-minilm", "mmembed-mini-minilm-v1")
 
 
 def _link(text: str, url: str) -> str:
@@ -38,8 +39,8 @@ def render_attribution(lock: Lock) -> str:
         "do not edit -->",
         "",
         f"The image towers of the bundled models ({', '.join(f'`{m}`' for m in MODELS)}), and the task adapters "
-        "of `mmembed-mini`, were trained on the images and captions of the registry packages below (the "
-        "shipped weights on the versions current before the pins existed; rebuilds use the versions pinned, "
+        "of the first two, were trained on the images and captions of the registry packages below (v2 and the "
+        "v1 MiniLM tower on the versions current before the pins existed; rebuilds use the versions pinned, "
         "with the sha256 of the downloaded archive, in `mmembed/data/training_data.lock.json`). None of the "
         "images ship with mmembed; the weights were learned from them. Keep this file with the weights when "
         "you redistribute them.",
