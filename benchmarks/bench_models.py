@@ -39,31 +39,34 @@ MODELS: dict[str, str] = {
     "mmembed-mini-minilm": "package:mmembed-mini-minilm",
     "mmembed-mini-minilm-v1": "package:mmembed-mini-minilm-v1",
 }
-#: the package folder holding each registered name's weights
-FOLDERS: dict[str, str] = {"mmembed-mini-towers": "mmembed-mini-v3", "mmembed-mini": "mmembed-mini-v3",
-                           "mmembed-mini-v2": "mmembed-mini-v2"}
 #: the checkpoints scored on the modality-bias and FAQ sets too (the before/after of the adapters)
 FULL = ("mmembed-mini-towers", "mmembed-mini", "mmembed-mini-v2")
 UNINSTRUCTED = ("tuxpaint", "python-faq")
 
 
+def _folder(spec: str) -> Path:
+    """The package folder whose weights ``spec`` loads (the towers are the default's file, adapters reset)."""
+    from mmembed.encoders.mini import DEFAULT_DIR, V2_DIR, bundled_folder
+
+    if spec.startswith("package:"):
+        folder = bundled_folder(spec[len("package:"):])
+        if folder is None:
+            raise SystemExit(f"{spec}: no such checkpoint folder in the package")
+        return folder
+    return V2_DIR if spec.startswith("mmembed-mini-v2") else DEFAULT_DIR
+
+
 def _weights_sha256(spec: str) -> str:
-    """sha256 of the weights file measured (the towers are the default's file with the adapters reset)."""
+    """sha256 of the weights file measured."""
     import hashlib
 
-    import mmembed
-
-    folder = spec[len("package:"):] if spec.startswith("package:") else FOLDERS[spec]
-    path = Path(mmembed.__file__).resolve().parent / "models" / folder / "model.safetensors"
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return hashlib.sha256((_folder(spec) / "model.safetensors").read_bytes()).hexdigest()
 
 
 def _load(spec: str) -> Any:
     import mmembed
 
-    if spec.startswith("package:"):
-        spec = str(Path(mmembed.__file__).resolve().parent / "models" / spec[len("package:"):])
-    return mmembed.load_encoder(spec, device="cpu")
+    return mmembed.load_encoder(str(_folder(spec)) if spec.startswith("package:") else spec, device="cpu")
 
 
 def main(argv: list[str] | None = None) -> int:

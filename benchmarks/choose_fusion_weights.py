@@ -200,13 +200,12 @@ def main(argv: list[str] | None = None) -> int:
     Recording, Replay = make_classes()
     second = default.second
     if args.second:
-        from mmembed.encoders.mini import load_mini
+        from mmembed.encoders.mini import bundled_folder, load_mini
 
-        bundled = Path(mmembed.__file__).resolve().parent / "models" / args.second
-        second = load_mini(bundled if bundled.is_dir() else args.second, image_policy=encoder.image_policy)
-        default = type(default)(encoder, second=second, weights=DEFAULT_WEIGHTS)  # the check below compares to it
+        second = load_mini(bundled_folder(args.second) or args.second, image_policy=encoder.image_policy)
+        default = type(default)(encoder, second=second, weights=DEFAULT_WEIGHTS)  # the checks below compare to it
     recorder = Recording(encoder, second=second, weights=DEFAULT_WEIGHTS)
-    if not args.second and recorder.name != default.name:
+    if recorder.name != default.name:
         raise SystemExit(f"the recording reranker {recorder.name} differs from the default {default.name}")
     points: list[tuple[float | None, dict[str, float]]] = [(d, grid_weights(d)) for d in GRID]
     points.append((None, dict(DEFAULT_WEIGHTS)))

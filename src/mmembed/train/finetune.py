@@ -251,10 +251,7 @@ def false_negative_mask(data: TrainingData, rows: np.ndarray, cols: np.ndarray) 
     ``rows[i]`` -- it is that pair's positive, has its id, or shares its concept in the positive's modality."""
     pos = data.positive[rows]
     mask = (cols[None, :] == pos[:, None]) | (data.pool_id[cols][None, :] == data.pair_id[rows][:, None])
-    concept = data.pair_concept[rows][:, None]
-    target = data.pool_modality[pos][:, None]
-    mask |= (concept >= 0) & (data.pool_concept[cols][None, :] == concept) & (
-        data.pool_modality[cols][None, :] == target)
+    mask |= same_concept(data, rows, cols) & (data.pool_modality[cols][None, :] == data.pool_modality[pos][:, None])
     return mask
 
 

@@ -247,14 +247,14 @@ DATA_RECIPES: dict[str, dict[str, Any]] = {
 def init_towers(model: Any, source: str) -> None:
     """Copy the image tower and temperature of the mmembed-mini model ``source`` (a registered name or a
     directory) into ``model``; its text tower must be the same kind."""
-    from ..encoders.mini import MiniEncoder, load_mini
+    from ..encoders.mini import MiniEncoder, bundled_folder, load_mini
     from ..encoders.registry import load_encoder
     from ..errors import ModelLoadError
 
-    bundled = Path(__file__).resolve().parent.parent / "models" / source
+    bundled = bundled_folder(source)
     if Path(source).is_dir():
         enc = load_mini(source, device="cpu")
-    elif "/" not in source and bundled.is_dir():  # a checkpoint shipped in the package (mmembed-mini-minilm)
+    elif bundled is not None:  # a checkpoint shipped in the package (mmembed-mini-minilm)
         enc = load_mini(bundled, device="cpu")
     else:
         enc = load_encoder(source, device="cpu")

@@ -169,10 +169,10 @@ def prepare(work: Path, *, images_per_concept: int = 4, seed: int = 0, recipe: s
                                       "task": task("image->text"), "concept": concept}, "image->text"))
                 if spec.get("captioned"):
                     # a plain text query -> the drawing *with* its caption (an image + text document, as a
-                    # PDF page with its text layer or a screenshot with its OCR text is), asked without an
-                    # instruction: such documents must stay above unrelated text documents
-                    # (a third each: no instruction, a "text->image+text" phrasing, a "text->text" one: a
-                    # page with a text layer is a passage too)
+                    # PDF page with its text layer or a screenshot with its OCR text is): such documents must
+                    # stay above unrelated text documents. Asked a third each with no instruction, a
+                    # "text->image+text" phrasing and a "text->text" one (a page with a text layer is a
+                    # passage too)
                     j = int(cap_rng.integers(2))
                     pair = {"query": texts[j], "positive": {"text": texts[1 - j], "image": img},
                             "concept": concept, "id": f"cap:{i}"}
